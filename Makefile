@@ -1,0 +1,53 @@
+# The one entry point: make run | test | lint | compose-check | bench
+PYTHON ?= python3
+VENV ?= .venv
+PORT ?= 8000
+BIN := $(VENV)/bin
+COMPOSE_VENV ?= .compose-venv
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test lint unit compose-check redis-server clean
+
+## run: serve on $PORT (default 8000). No REDIS_URL and no keys needed: demo data, embedded store.
+run: $(BIN)/.runtime-installed
+	PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+
+## test: install everything the tests need (incl. Debian's redis-server), lint, validate compose, run pytest.
+test: $(BIN)/.dev-installed redis-server lint compose-check
+	$(BIN)/pytest
+
+## unit: only the fast tests, no servers.
+unit: $(BIN)/.dev-installed
+	$(BIN)/pytest tests/unit
+
+lint: $(BIN)/.dev-installed
+	$(BIN)/ruff check quantpulse tests bench wsgi.py gunicorn.conf.py
+
+## compose-check: `docker-compose config` from docker-compose 1.29.2 (pip, own virtualenv).
+compose-check: $(COMPOSE_VENV)/bin/docker-compose
+	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
+
+redis-server:
+	@command -v redis-server >/dev/null || { \
+		echo "installing redis-server from Debian's packages"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
+
+$(BIN)/.runtime-installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(BIN)/.dev-installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $(BIN)/.runtime-installed $@
+
+# docker-compose 1.29.2 needs PyYAML 5.4.1, which only builds on Python 3.11 with Cython < 3.
+$(COMPOSE_VENV)/bin/docker-compose:
+	$(PYTHON) -m venv $(COMPOSE_VENV)
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check "cython<3" wheel
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check --no-build-isolation pyyaml==5.4.1
+	$(COMPOSE_VENV)/bin/pip install -q --disable-pip-version-check docker-compose==1.29.2
+
+clean:
+	rm -rf $(VENV) $(COMPOSE_VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""gunicorn settings, picked up automatically from the repository root.
+
+Threads let a worker keep answering while some of its requests wait on an upstream fill.
+The app is built after the fork (no preload), so every worker opens its own Redis pool.
+"""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = 10
+keepalive = 5
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()

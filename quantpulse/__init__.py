@@ -1,0 +1,116 @@
+"""QuantPulse: a market-data backend for NSE/BSE equities with a fleet-wide cache.
+
+``create_app`` is the composition root: settings → store → providers → service, built once
+and handed in, so tests can pass their own settings, store or providers.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+import requests
+from flask import Flask
+from flask_cors import CORS
+from flask_smorest import Api
+from requests.adapters import HTTPAdapter
+
+from quantpulse.api import EXTENSION, Components, health, stocks
+from quantpulse.cache.engine import CacheEngine
+from quantpulse.cache.stats import Stats
+from quantpulse.cache.store import Store, connect_store
+from quantpulse.config import Settings
+from quantpulse.errors import register_error_handlers
+from quantpulse.provider_chain import ProviderChain
+from quantpulse.providers.base import Provider, UpstreamObserver
+from quantpulse.providers.demo import DemoProvider
+from quantpulse.providers.finnhub import Finnhub
+from quantpulse.providers.twelvedata import TwelveData
+from quantpulse.service import StockService
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        API_TITLE="QuantPulse",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    store = store or connect_store(settings)
+    app.extensions[EXTENSION] = Components(service=build_service(settings, store), store=store)
+    register_blueprints(app)
+    register_error_handlers(app)
+    CORS(app, origins=list(settings.allowed_origins), expose_headers=["Retry-After"])
+    log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, store.backend)
+    return app
+
+
+def build_service(settings: Settings, store: Store) -> StockService:
+    stats = Stats()
+    cache = CacheEngine(store, stats, wait_timeout=settings.provider_timeout * 2 + 2)
+    return StockService(
+        settings=settings,
+        chain=build_chain(settings, stats),
+        demo=DemoProvider(),
+        cache=cache,
+        stats=stats,
+    )
+
+
+def build_chain(settings: Settings, observer: UpstreamObserver) -> ProviderChain:
+    """The live providers of the configured mode (API.md, "Provider order")."""
+    mode = settings.stock_provider
+    common = {"timeout": settings.provider_timeout, "observer": observer}
+    live: dict[str, Provider] = {}
+    if settings.twelvedata_api_key and mode in ("auto", "twelvedata"):
+        live["twelvedata"] = TwelveData(
+            session=pooled_session(settings.batch_concurrency),
+            base_url=settings.twelvedata_base_url,
+            api_key=settings.twelvedata_api_key,
+            **common,
+        )
+    if settings.finnhub_api_key and mode in ("auto", "finnhub"):
+        live["finnhub"] = Finnhub(
+            session=pooled_session(settings.batch_concurrency),
+            base_url=settings.finnhub_base_url,
+            api_key=settings.finnhub_api_key,
+            executor=ThreadPoolExecutor(settings.batch_concurrency, thread_name_prefix="finnhub"),
+            **common,
+        )
+    idle_reason = {
+        "auto": "no live provider configured",
+        "demo": "STOCK_PROVIDER=demo",
+    }.get(mode, f"{mode} is not configured (set {mode.upper()}_API_KEY)")
+    return ProviderChain(live.values(), allow_demo=mode in ("auto", "demo"), idle_reason=idle_reason)
+
+
+def pooled_session(pool_size: int) -> requests.Session:
+    """Keep-alive connections to a provider, enough for one batch fanned out in parallel."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["symbol"] = stocks.SymbolConverter
+    api = Api(app)
+    api.register_blueprint(health.blp)
+    api.register_blueprint(stocks.blp)
+
+
+def configure_logging(level: str) -> None:
+    """Honour LOG_LEVEL; leave handlers alone when a host (gunicorn, pytest) set them up."""
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    root.setLevel(level)

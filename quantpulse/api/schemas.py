@@ -1,0 +1,164 @@
+"""Marshmallow schemas: one set validates what clients send, the other shapes what they get.
+
+The OpenAPI document (issue #5) is generated from these same classes by flask-smorest, so
+the docs cannot drift from the code. Response schemas dump ``service.Answer`` objects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from quantpulse.api.formatting import format_market_cap, format_volume
+from quantpulse.cache.engine import MISS, STALE
+from quantpulse.periods import DEFAULT_PERIOD, SUPPORTED_PERIODS
+from quantpulse.service import DEMO_SOURCE
+
+CENT = Decimal("0.01")
+
+
+class Money(fields.Field):
+    """A Decimal price written as a JSON number rounded to 2 dp (Flask would send a string)."""
+
+    def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else float(value.quantize(CENT, rounding=ROUND_HALF_UP))
+
+
+class UtcTimestamp(fields.Field):
+    """ISO 8601 in UTC with a ``Z``, to the second, as API.md shows."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- input -------------------------------------------------------------------------------
+
+
+class HistoryQuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    period = fields.String(
+        load_default=DEFAULT_PERIOD,
+        validate=validate.OneOf(SUPPORTED_PERIODS, error="Must be one of: {choices}."),
+        metadata={"description": "How far back the bars reach."},
+    )
+
+    @pre_load
+    def _lower_case(self, data: Any, **kwargs: Any) -> Any:
+        if "period" in data and isinstance(data["period"], str):
+            return {"period": data["period"].strip().lower()}
+        return data
+
+
+class BatchQuerySchema(Schema):
+    """``symbols=A&symbols=B`` and ``symbols=A,B`` are both accepted."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    symbols = fields.List(fields.String(), load_default=list)
+
+
+class BatchBodySchema(Schema):
+    """The JSON body must be exactly ``{"symbols": [strings]}``; no body loads as None."""
+
+    symbols = fields.List(fields.String(), load_default=None)
+
+    @pre_load
+    def _require_object(self, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValidationError('The body must be a JSON object {"symbols": [...]}.')
+        return data
+
+
+# ---- output ------------------------------------------------------------------------------
+
+
+class ServiceInfoSchema(Schema):
+    """The truth about one response: where the data came from and how the cache served it."""
+
+    source = fields.String(attribute="entry.source")
+    cached = fields.Function(lambda served: served.cache != MISS and served.entry.source != DEMO_SOURCE)
+    cache = fields.String()
+    age_seconds = fields.Function(lambda served: served.age_seconds())
+    stale = fields.Function(lambda served: served.cache == STALE)
+    fallback_reason = fields.String(attribute="entry.fallback_reason", allow_none=True)
+
+
+class _AnswerSchema(Schema):
+    symbol = fields.String(attribute="instrument.ticker")
+    exchange = fields.String(attribute="instrument.exchange")
+    isDemoData = fields.Function(lambda answer: answer.served.entry.source == DEMO_SOURCE)
+    service_info = fields.Nested(ServiceInfoSchema, attribute="served")
+
+
+class QuoteSchema(_AnswerSchema):
+    companyName = fields.String(attribute="served.value.company_name")
+    currency = fields.String(attribute="served.value.currency")
+    currentPrice = Money(attribute="served.value.price")
+    previousClose = Money(attribute="served.value.previous_close")
+    change = Money(attribute="served.value.change")
+    changePercent = Money(attribute="served.value.change_percent")
+    open = Money(attribute="served.value.open")
+    high = Money(attribute="served.value.high")
+    low = Money(attribute="served.value.low")
+    volume = fields.Integer(attribute="served.value.volume")
+    volumeFormatted = fields.Function(lambda answer: format_volume(answer.served.value.volume))
+    marketState = fields.String(attribute="served.value.market_state")
+    timestamp = UtcTimestamp(attribute="served.fetched_at")
+    lastTradeAt = UtcTimestamp(attribute="served.value.last_trade_at")
+
+
+class BarSchema(Schema):
+    date = fields.String()
+    open = Money()
+    high = Money()
+    low = Money()
+    close = Money()
+    volume = fields.Integer()
+
+
+class HistorySchema(_AnswerSchema):
+    period = fields.String(attribute="period.name")
+    interval = fields.String(attribute="served.value.interval")
+    data = fields.List(fields.Nested(BarSchema), attribute="served.value.bars")
+    dataPoints = fields.Function(lambda answer: len(answer.served.value.bars))
+    timestamp = UtcTimestamp(attribute="served.fetched_at")
+
+
+class ProfileSchema(_AnswerSchema):
+    name = fields.String(attribute="served.value.name", allow_none=True)
+    description = fields.String(attribute="served.value.description", allow_none=True)
+    sector = fields.String(attribute="served.value.sector", allow_none=True)
+    industry = fields.String(attribute="served.value.industry", allow_none=True)
+    marketCap = fields.Function(lambda answer: _whole(answer.served.value.market_cap))
+    marketCapFormatted = fields.Function(
+        lambda answer: format_market_cap(answer.served.value.market_cap, answer.served.value.currency)
+    )
+    employees = fields.Integer(attribute="served.value.employees", allow_none=True)
+    website = fields.String(attribute="served.value.website", allow_none=True)
+    timestamp = UtcTimestamp(attribute="served.fetched_at")
+
+
+class BatchErrorSchema(Schema):
+    error = fields.String(attribute="title")
+    message = fields.String()
+    status = fields.Integer()
+
+
+class BatchSchema(Schema):
+    quotes = fields.Dict(keys=fields.String(), values=fields.Nested(QuoteSchema))
+    errors = fields.Dict(keys=fields.String(), values=fields.Nested(BatchErrorSchema))
+    total_requested = fields.Integer()
+    successful = fields.Function(lambda result: len(result.quotes))
+    failed = fields.Function(lambda result: len(result.errors))
+
+
+def _whole(amount: Decimal | None) -> int | None:
+    return None if amount is None else int(amount.to_integral_value(rounding=ROUND_HALF_UP))

@@ -1,0 +1,113 @@
+"""The ``/stock`` routes: quote, history, profile, batch, status and the admin cache drop."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from flask import request
+from flask_smorest import Blueprint
+from werkzeug.routing import BaseConverter, ValidationError
+
+from quantpulse.api import components, current_service
+from quantpulse.api.schemas import (
+    BatchBodySchema,
+    BatchQuerySchema,
+    BatchSchema,
+    HistoryQuerySchema,
+    HistorySchema,
+    ProfileSchema,
+    QuoteSchema,
+)
+from quantpulse.cache.store import store_problem
+from quantpulse.errors import BadRequest, Forbidden, Unauthorized
+from quantpulse.periods import PERIODS
+from quantpulse.service import Answer, BatchResult
+from quantpulse.status import service_status
+from quantpulse.symbols import parse_symbol
+
+BATCH_HINT = 'Send symbols=A,B in the query string, or a JSON body {"symbols": ["A", "B"]}.'
+
+
+class SymbolConverter(BaseConverter):
+    """Any path segment except exactly ``quotes``, so ``GET /stock/quotes`` is a 405.
+
+    The batch route owns ``/stock/quotes``; without this the quote route would match it.
+    Every other spelling (``QUOTES``) reaches the quote route and is rejected there as reserved.
+    """
+
+    def to_python(self, value: str) -> str:
+        if value == "quotes":
+            raise ValidationError()
+        return value
+
+
+blp = Blueprint("stocks", __name__, url_prefix="/stock", description="Quotes, history, profiles.")
+
+
+@blp.route("/<symbol:symbol>")
+@blp.response(200, QuoteSchema)
+def quote(symbol: str) -> Answer[Any]:
+    return current_service().quote(parse_symbol(symbol))
+
+
+@blp.route("/<symbol:symbol>/historical")
+@blp.arguments(HistoryQuerySchema, location="query")
+@blp.response(200, HistorySchema)
+def historical(query: dict[str, str], symbol: str) -> Answer[Any]:
+    return current_service().history(parse_symbol(symbol), PERIODS[query["period"]])
+
+
+@blp.route("/<symbol:symbol>/profile")
+@blp.response(200, ProfileSchema)
+def profile(symbol: str) -> Answer[Any]:
+    return current_service().profile(parse_symbol(symbol))
+
+
+@blp.route("/quotes", methods=["POST"])
+@blp.arguments(BatchQuerySchema, location="query")
+@blp.arguments(BatchBodySchema, location="json", required=False)
+@blp.response(200, BatchSchema)
+def batch(query: dict[str, list[str]], body: dict[str, Any]) -> BatchResult:
+    return current_service().quotes(batch_symbols(query["symbols"], body["symbols"]))
+
+
+def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[str]:
+    """The symbols of one batch request: from the query or the body, never both, never none."""
+    query_symbols = [part for item in from_query for part in item.split(",") if part.strip()]
+    if query_symbols and from_body is not None:
+        raise BadRequest("Send symbols in the query string or in the body, not both.", hint=BATCH_HINT)
+    symbols = query_symbols or [item for item in from_body or [] if item.strip()]
+    if not symbols:
+        raise BadRequest("No symbols given.", hint=BATCH_HINT)
+    return symbols
+
+
+@blp.route("/service/status")
+def status() -> dict[str, Any]:
+    parts = components()
+    return service_status(parts.service, store_ok=store_problem(parts.store) is None)
+
+
+@blp.route("/<symbol:symbol>/cache", methods=["DELETE"])
+def clear_cache(symbol: str) -> dict[str, Any]:
+    """Admin only. With ADMIN_TOKEN unset nobody is admin, so the answer is always 403."""
+    service = current_service()
+    require_admin(request.headers.get("Authorization"), service.settings.admin_token)
+    instrument = service.instrument(parse_symbol(symbol))
+    return {
+        "symbol": instrument.ticker,
+        "exchange": instrument.exchange,
+        "deleted": service.forget(instrument),
+    }
+
+
+def require_admin(header: str | None, admin_token: str | None) -> None:
+    """Missing credentials 401, wrong ones 403; with no ADMIN_TOKEN configured, always 403."""
+    if admin_token is None:
+        raise Forbidden("Admin access is disabled on this server (ADMIN_TOKEN is not set).")
+    if not header:
+        raise Unauthorized("This route needs an admin token.", hint="Authorization: Bearer <ADMIN_TOKEN>")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_token.encode()):
+        raise Forbidden("The admin token is wrong.")

@@ -1,0 +1,129 @@
+"""Settings: the only place that reads ``os.environ``.
+
+Every variable is documented in ``.env.example``; the names are fixed by ``API.md``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from quantpulse.errors import ConfigurationError
+
+PROVIDER_MODES = ("auto", "twelvedata", "finnhub", "demo")
+EXCHANGES = ("NSE", "BSE")
+
+DEFAULT_ALLOWED_ORIGINS = (
+    "http://localhost:3000",
+    "http://127.0.0.1:3000",
+    "http://localhost:5173",
+    "http://127.0.0.1:5173",
+    "http://localhost:4173",
+    "http://127.0.0.1:4173",
+)
+
+_DEFAULT_TTLS = {"QUOTE_TTL": 60, "HISTORICAL_TTL": 300, "PROFILE_TTL": 86400}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, immutable configuration, built once by the app factory."""
+
+    stock_provider: str = "auto"
+    twelvedata_api_key: str | None = field(default=None, repr=False)
+    finnhub_api_key: str | None = field(default=None, repr=False)
+    twelvedata_base_url: str = "https://api.twelvedata.com"
+    finnhub_base_url: str = "https://finnhub.io/api/v1"
+    provider_timeout: float = 8.0
+    redis_url: str | None = field(default=None, repr=False)
+    quote_ttl: int = 60
+    historical_ttl: int = 300
+    profile_ttl: int = 86400
+    cache_max_size: int = 10000
+    log_level: str = "INFO"
+    admin_token: str | None = field(default=None, repr=False)
+    allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
+    default_exchange: str = "NSE"
+    max_content_length: int = 16 * 1024
+    batch_concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if self.stock_provider not in PROVIDER_MODES:
+            raise ConfigurationError(
+                f"STOCK_PROVIDER={self.stock_provider!r} is not one of {', '.join(PROVIDER_MODES)}"
+            )
+        if self.default_exchange not in EXCHANGES:
+            raise ConfigurationError(
+                f"DEFAULT_EXCHANGE={self.default_exchange!r} is not one of {', '.join(EXCHANGES)}"
+            )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment; a malformed value stops the service with a clear message."""
+        env = _Env(os.environ if environ is None else environ)
+        return cls(
+            stock_provider=env.text("STOCK_PROVIDER", "auto").lower(),
+            twelvedata_api_key=env.secret("TWELVEDATA_API_KEY"),
+            finnhub_api_key=env.secret("FINNHUB_API_KEY"),
+            twelvedata_base_url=env.text("TWELVEDATA_BASE_URL", cls.twelvedata_base_url).rstrip("/"),
+            finnhub_base_url=env.text("FINNHUB_BASE_URL", cls.finnhub_base_url).rstrip("/"),
+            provider_timeout=env.number("PROVIDER_TIMEOUT", cls.provider_timeout),
+            redis_url=env.secret("REDIS_URL"),
+            quote_ttl=env.ttl("QUOTE_TTL"),
+            historical_ttl=env.ttl("HISTORICAL_TTL"),
+            profile_ttl=env.ttl("PROFILE_TTL"),
+            cache_max_size=env.integer("CACHE_MAX_SIZE", cls.cache_max_size),
+            log_level=env.text("LOG_LEVEL", cls.log_level).upper(),
+            admin_token=env.secret("ADMIN_TOKEN"),
+            allowed_origins=env.csv("ALLOWED_ORIGINS", DEFAULT_ALLOWED_ORIGINS),
+            default_exchange=env.text("DEFAULT_EXCHANGE", cls.default_exchange).upper(),
+            max_content_length=env.integer("MAX_CONTENT_LENGTH", cls.max_content_length),
+            batch_concurrency=env.integer("BATCH_CONCURRENCY", cls.batch_concurrency),
+        )
+
+
+class _Env:
+    """Typed reads of one environment mapping; blank values count as unset."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def _raw(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self._raw(name) or default
+
+    def secret(self, name: str) -> str | None:
+        return self._raw(name)
+
+    def csv(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+    def integer(self, name: str, default: int) -> int:
+        value = self.number(name, default)
+        if value != int(value):
+            raise ConfigurationError(f"{name} must be a whole number, got {value}")
+        return int(value)
+
+    def number(self, name: str, default: float) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigurationError(f"{name} must be positive, got {raw!r}")
+        return value
+
+    def ttl(self, name: str) -> int:
+        """A type's own TTL, else ``CACHE_DEFAULT_TTL``, else the built-in default (API.md)."""
+        fallback = self.integer("CACHE_DEFAULT_TTL", _DEFAULT_TTLS[name])
+        return self.integer(name, fallback)

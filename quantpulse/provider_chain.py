@@ -1,0 +1,102 @@
+"""Which source serves a request: live providers in order, one verdict, honest reasons.
+
+Order and modes follow API.md: ``auto`` asks Twelve Data, then Finnhub, then allows demo;
+a forced provider never falls back to demo. A not-found answer from a live provider is a
+verdict (404, nobody else asked); a plan, auth, rate-limit or transient failure is not, and
+the next provider is asked. What failed on the way is kept as the ``fallback_reason``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+from quantpulse.cache.engine import Entry
+from quantpulse.errors import ProviderError, QuantPulseError, ServiceUnavailable, SymbolNotFound
+from quantpulse.providers.base import Provider
+from quantpulse.symbols import Instrument
+
+T = TypeVar("T")
+ProviderCall = Callable[[Provider, list[Instrument]], dict[Instrument, T | ProviderError]]
+
+
+class ProvidersExhausted(ServiceUnavailable):
+    """No live provider could answer; stale or demo data may still be served instead."""
+
+    def __init__(self, reason: str, *, retry_after: int | None = None) -> None:
+        super().__init__(
+            f"No data source can serve this request right now ({reason}).",
+            retry_after=retry_after,
+            hint="Try again later.",
+        )
+        self.reason = reason
+
+
+class ProviderChain:
+    """The live providers of the configured mode, and whether demo data may stand in."""
+
+    def __init__(self, providers: Sequence[Provider], *, allow_demo: bool, idle_reason: str):
+        self.providers = tuple(providers)
+        self.allow_demo = allow_demo
+        self._idle_reason = idle_reason
+
+    def fetch(
+        self, instruments: Sequence[Instrument], call: ProviderCall[T]
+    ) -> dict[Instrument, Entry[T] | QuantPulseError]:
+        """Ask each provider for what is still unanswered; never raises for one instrument."""
+        pending = list(instruments)
+        failures: dict[Instrument, list[ProviderError]] = defaultdict(list)
+        results: dict[Instrument, Entry[T] | QuantPulseError] = {}
+        for provider in self.providers:
+            if not pending:
+                break
+            outcomes = call(provider, pending)
+            still_pending = []
+            for instrument in pending:
+                outcome = outcomes[instrument]
+                if not isinstance(outcome, ProviderError):
+                    reason = _reason(failures[instrument]) or None
+                    results[instrument] = Entry(outcome, provider.name, time.time(), reason)
+                elif outcome.is_verdict:
+                    results[instrument] = _not_found(instrument)
+                else:
+                    failures[instrument].append(outcome)
+                    still_pending.append(instrument)
+            pending = still_pending
+        for instrument in pending:
+            results[instrument] = self._exhausted(failures[instrument])
+        return results
+
+    def _exhausted(self, failures: list[ProviderError]) -> ProvidersExhausted:
+        waits = [f.retry_after for f in failures if f.retry_after]
+        return ProvidersExhausted(
+            _reason(failures) or self._idle_reason, retry_after=min(waits) if waits else None
+        )
+
+
+def _reason(failures: list[ProviderError]) -> str:
+    return "; ".join(failure.summary() for failure in failures)
+
+
+def _not_found(instrument: Instrument) -> SymbolNotFound:
+    return SymbolNotFound(
+        f"No listing found for {instrument.ticker} on {instrument.exchange}.",
+        hint="Check the ticker; use .BO or :BSE for a BSE listing.",
+    )
+
+
+def one_by_one(op: Callable[[Provider, Instrument], T]) -> ProviderCall[T]:
+    """A ProviderCall for operations that providers serve one instrument at a time."""
+
+    def call(provider: Provider, instruments: list[Instrument]) -> dict[Instrument, T | ProviderError]:
+        outcomes: dict[Instrument, T | ProviderError] = {}
+        for instrument in instruments:
+            try:
+                outcomes[instrument] = op(provider, instrument)
+            except ProviderError as error:
+                outcomes[instrument] = error
+        return outcomes
+
+    return call

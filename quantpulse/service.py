@@ -1,0 +1,195 @@
+"""Quotes, history and profiles: the cache first, then the provider chain, then demo data.
+
+Demo data is produced here, after the cache, and never written under an instrument's key, so
+it can never come back later as stale real data (API.md, "data honesty").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from quantpulse import companies
+from quantpulse.cache import stats as counters
+from quantpulse.cache.engine import MISS, CacheEngine, CacheKey, Entry, Kind, Served
+from quantpulse.cache.stats import Stats
+from quantpulse.config import Settings
+from quantpulse.errors import BadRequest, QuantPulseError
+from quantpulse.models import History, Profile, Quote
+from quantpulse.periods import PERIODS, Period
+from quantpulse.provider_chain import ProviderCall, ProviderChain, ProvidersExhausted, one_by_one
+from quantpulse.providers.base import Provider
+from quantpulse.symbols import Instrument, ParsedSymbol, parse_symbol
+
+T = TypeVar("T")
+MAX_BATCH_INSTRUMENTS = 20
+DEMO_SOURCE = "demo"
+
+
+@dataclass(frozen=True)
+class Kinds:
+    """The cached data types with their TTLs from settings."""
+
+    quote: Kind
+    history: Kind
+    profile: Kind
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Kinds:
+        return cls(
+            quote=Kind("quote", Quote, settings.quote_ttl),
+            history=Kind("history", History, settings.historical_ttl),
+            profile=Kind("profile", Profile, settings.profile_ttl),
+        )
+
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """What a route returns: the instrument asked for and how its data was served."""
+
+    instrument: Instrument
+    served: Served[T]
+    period: Period | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Per requested string: a served quote or the error the single route would have given."""
+
+    quotes: dict[str, Answer[Quote]]
+    errors: dict[str, QuantPulseError]
+
+    @property
+    def total_requested(self) -> int:
+        return len(self.quotes) + len(self.errors)
+
+
+class StockService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        chain: ProviderChain,
+        demo: Provider,
+        cache: CacheEngine,
+        stats: Stats,
+    ) -> None:
+        self.settings = settings
+        self.chain = chain
+        self.cache = cache
+        self.stats = stats
+        self.kinds = Kinds.from_settings(settings)
+        self._demo = demo
+
+    def instrument(self, parsed: ParsedSymbol) -> Instrument:
+        return parsed.resolve(self.settings.default_exchange)
+
+    def quote(self, parsed: ParsedSymbol) -> Answer[Quote]:
+        return _single_outcome(self._quotes([self.instrument(parsed)]))
+
+    def history(self, parsed: ParsedSymbol, period: Period) -> Answer[History]:
+        instrument = self.instrument(parsed)
+        outcomes = self._serve(
+            self.kinds.history,
+            [instrument],
+            one_by_one(lambda provider, i: provider.history(i, period)),
+            lambda i: self._demo.history(i, period),
+            variant=period.name,
+        )
+        return dataclasses.replace(_single_outcome(outcomes), period=period)
+
+    def profile(self, parsed: ParsedSymbol) -> Answer[Profile]:
+        outcomes = self._serve(
+            self.kinds.profile,
+            [self.instrument(parsed)],
+            one_by_one(lambda provider, i: provider.profile(i)),
+            self._demo.profile,
+        )
+        return _single_outcome(outcomes)
+
+    def quotes(self, raw_symbols: Sequence[str]) -> BatchResult:
+        """Every distinct string gets an answer; names of one instrument share one fetch."""
+        errors: dict[str, QuantPulseError] = {}
+        wanted: dict[str, Instrument] = {}
+        for raw in dict.fromkeys(raw_symbols):
+            try:
+                wanted[raw] = self.instrument(parse_symbol(raw))
+            except QuantPulseError as error:
+                errors[raw] = error
+        instruments = list(dict.fromkeys(wanted.values()))
+        if len(instruments) > MAX_BATCH_INSTRUMENTS:
+            raise BadRequest(
+                f"{len(instruments)} instruments requested; at most {MAX_BATCH_INSTRUMENTS} per batch.",
+                hint="Split the list into several requests.",
+            )
+        outcomes = self._quotes(instruments)
+        quotes = {}
+        for raw, instrument in wanted.items():
+            outcome = outcomes[instrument]
+            if isinstance(outcome, QuantPulseError):
+                errors[raw] = outcome
+            else:
+                quotes[raw] = Answer(instrument, outcome)
+        return BatchResult(quotes=quotes, errors=errors)
+
+    def forget(self, instrument: Instrument) -> int:
+        """Drop every cached entry of one instrument; returns how many existed."""
+        keys = [CacheKey(self.kinds.quote, instrument), CacheKey(self.kinds.profile, instrument)]
+        keys += [CacheKey(self.kinds.history, instrument, name) for name in PERIODS]
+        return self.cache.delete(keys)
+
+    def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Served[Quote] | QuantPulseError]:
+        outcomes = self._serve(
+            self.kinds.quote,
+            instruments,
+            lambda provider, pending: provider.quotes(pending),
+            lambda i: self._demo.quotes([i])[i],
+        )
+        return {i: self._with_company_name(outcome) for i, outcome in outcomes.items()}
+
+    def _serve(
+        self,
+        kind: Kind,
+        instruments: list[Instrument],
+        call: ProviderCall[T],
+        demo: Callable[[Instrument], T],
+        variant: str = "",
+    ) -> dict[Instrument, Served[T] | QuantPulseError]:
+        keys = {CacheKey(kind, instrument, variant): instrument for instrument in instruments}
+
+        def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Any]:
+            fetched = self.chain.fetch([keys[key] for key in pending], call)
+            return {key: fetched[keys[key]] for key in pending}
+
+        served = self.cache.get_or_fetch_many(list(keys), fetch_many)
+        return {i: self._demo_if_allowed(served[key], demo, i) for key, i in keys.items()}
+
+    def _demo_if_allowed(
+        self, outcome: Served[T] | QuantPulseError, demo: Callable[[Instrument], T], instrument: Instrument
+    ) -> Served[T] | QuantPulseError:
+        if not (isinstance(outcome, ProvidersExhausted) and self.chain.allow_demo):
+            return outcome
+        self.stats.incr(counters.DEMO_SERVED)
+        return Served(Entry(demo(instrument), DEMO_SOURCE, time.time(), outcome.reason), MISS)
+
+    def _with_company_name(self, outcome: Served[Quote] | QuantPulseError) -> Served[Quote] | QuantPulseError:
+        """Fill a missing name from a cached profile or the built-in table, never upstream."""
+        if isinstance(outcome, QuantPulseError) or outcome.value.company_name:
+            return outcome
+        quote = outcome.value
+        instrument = Instrument(quote.symbol, quote.exchange)
+        profile = self.cache.peek(CacheKey(self.kinds.profile, instrument))
+        name = (profile and profile.value.name) or companies.company_name(quote.symbol) or quote.symbol
+        entry = dataclasses.replace(outcome.entry, value=dataclasses.replace(quote, company_name=name))
+        return Served(entry, outcome.cache)
+
+
+def _single_outcome(outcomes: dict[Instrument, Served[T] | QuantPulseError]) -> Answer[T]:
+    """The one instrument's answer, or its error raised for the error handler."""
+    ((instrument, outcome),) = outcomes.items()
+    if isinstance(outcome, QuantPulseError):
+        raise outcome
+    return Answer(instrument, outcome)
