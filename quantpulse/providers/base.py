@@ -8,13 +8,15 @@ and parsing bodies are pure functions in each provider module, unit-tested on re
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import requests
 
 from quantpulse.errors import FailureKind, ProviderError
+from quantpulse.market import utc_now
 from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import Period
 from quantpulse.symbols import Instrument
@@ -57,12 +59,14 @@ class HttpProvider:
         api_key: str,
         timeout: float,
         observer: UpstreamObserver,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = timeout
         self._observer = observer
+        self.clock = clock
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         raise NotImplementedError

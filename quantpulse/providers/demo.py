@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -53,11 +54,12 @@ DAILY_VOLATILITY = 0.013
 DAILY_WIGGLE = 0.006
 OPENING_GAP = 0.004
 TURNOVER = 0.0008  # share of the outstanding shares traded on an average day
-WAVES = ((0.05, 0.7), (0.10, 2.3), (0.18, 5.9))  # log amplitude, period in years
+WAVES = ((0.03, 0.7), (0.06, 2.3), (0.12, 5.9))  # log amplitude, period in years
 PRIMARY_EXCHANGE = "NSE"
 BSE_BASIS = 0.0004
 BSE_VOLUME_SHARE = 0.08
 PATH_DETAIL_SESSIONS = 5  # recent sessions whose daily bars come from the minute path
+_SQRT3 = math.sqrt(3)
 _BUCKETS: dict[str, Callable[[date], object]] = {
     "1day": lambda day: day,
     "1week": lambda day: day.isocalendar()[:2],
@@ -203,20 +205,14 @@ class _Day(NamedTuple):
 
 def _day(instrument: Instrument, day: date) -> _Day:
     ticker = instrument.ticker
-    _, gap, up, down, activity = _draws(ticker, day, 5)
-    factor = _basis(instrument, day)
+    gap, activity, basis = _normals(f"{ticker}|session|{day.toordinal()}", 3)
+    up, down = _uniforms(f"{ticker}|range|{day.toordinal()}", 2)
+    factor = 1.0 if instrument.exchange == PRIMARY_EXCHANGE else 1 + BSE_BASIS * basis
     volume = _shape(ticker).daily_volume * math.exp(0.35 * activity)
     if instrument.exchange != PRIMARY_EXCHANGE:
         volume *= BSE_VOLUME_SHARE
     open_ = _level(ticker, _previous_session(day)) * math.exp(OPENING_GAP * gap)
     return _Day(open_ * factor, _level(ticker, day) * factor, volume, up, down)
-
-
-def _closed_form_bar(instrument: Instrument, day: date) -> _Ohlcv:
-    facts = _day(instrument, day)
-    high = max(facts.open, facts.close) * (1 + abs(facts.up) * DAILY_VOLATILITY / 2)
-    low = min(facts.open, facts.close) * (1 - abs(facts.down) * DAILY_VOLATILITY / 2)
-    return _Ohlcv(facts.open, high, low, facts.close, int(facts.volume))
 
 
 @lru_cache(maxsize=256)
@@ -253,7 +249,7 @@ def _level(ticker: str, day: date) -> float:
     for amplitude, period, phase in shape.waves:
         log_level += amplitude * (math.sin(2 * math.pi * years / period + phase) - math.sin(phase))
     log_level += _value_noise(ticker, day, 7, 0.03) + _value_noise(ticker, day, 41, 0.07)
-    log_level += DAILY_WIGGLE * _draws(ticker, day, 5)[0]
+    log_level += DAILY_WIGGLE * _draws(ticker, day, 1)[0]
     return shape.base_price * math.exp(log_level)
 
 
@@ -295,15 +291,19 @@ def _basis(instrument: Instrument, day: date) -> float:
 
 
 def _draws(key: str, when: object, count: int) -> tuple[float, ...]:
-    """Roughly standard-normal numbers (Irwin-Hall of four uniforms) for a key and a date."""
-    uniforms = _uniforms(f"{key}|{when}", 4 * count)
-    return tuple((sum(uniforms[i : i + 4]) - 2) * math.sqrt(3) for i in range(0, len(uniforms), 4))
+    """Roughly standard-normal numbers (Irwin-Hall: a sum of four uniforms) for a key and a date."""
+    words = _words(f"{key}|{when}", 4 * count)
+    return tuple((sum(words[i : i + 4]) / 65536 - 2) * _SQRT3 for i in range(0, 4 * count, 4))
 
 
 def _uniforms(key: str, count: int) -> tuple[float, ...]:
-    """``count`` uniforms in [0, 1) from blake2b: the same in every process, unlike ``hash()``."""
-    digest = hashlib.blake2b(key.encode(), digest_size=min(64, 2 * count)).digest()
-    return tuple(int.from_bytes(digest[i : i + 2]) / 65536 for i in range(0, 2 * count, 2))
+    return tuple(word / 65536 for word in _words(key, count))
+
+
+def _words(key: str, count: int) -> tuple[int, ...]:
+    """Up to 32 16-bit numbers from blake2b: the same in every process, unlike ``hash()``."""
+    digest = hashlib.blake2b(key.encode(), digest_size=2 * count).digest()
+    return struct.unpack(f"<{count}H", digest)
 
 
 def _seed(key: str) -> int:

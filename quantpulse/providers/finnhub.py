@@ -8,7 +8,6 @@ in millions; quotes carry no volume and no name. Indian listings need ``.NS`` / 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
@@ -18,7 +17,7 @@ from typing import Any
 import requests
 
 from quantpulse.errors import FailureKind, ProviderError
-from quantpulse.market import IST, from_epoch, market_state, utc_now
+from quantpulse.market import IST, from_epoch, market_state
 from quantpulse.models import Bar, History, Profile, Quote
 from quantpulse.periods import Period, bar_date, normalise_bars
 from quantpulse.providers.base import (
@@ -70,7 +69,7 @@ class Finnhub(HttpProvider):
         if "access to this resource" in lowered or status == 403:
             return self.error(message, FailureKind.PLAN)
         if status == 429 or "limit" in lowered:
-            wait = _reset_wait(response.headers.get("X-Ratelimit-Reset"))
+            wait = _reset_wait(response.headers.get("X-Ratelimit-Reset"), self.clock())
             return self.error(message, FailureKind.RATE_LIMITED, scope="minute", retry_after=wait)
         if status == 401:
             return self.error(message, FailureKind.AUTH)
@@ -87,10 +86,10 @@ class Finnhub(HttpProvider):
             body = self.get(_QUOTE, {"symbol": instrument.finnhub_symbol})
         except ProviderError as error:
             return error
-        return parse_quote(body, instrument)
+        return parse_quote(body, instrument, self.clock())
 
     def history(self, instrument: Instrument, period: Period) -> History:
-        body = self.get("/stock/candle", candle_params(instrument, period, utc_now()))
+        body = self.get("/stock/candle", candle_params(instrument, period, self.clock()))
         return History(period.interval, parse_candles(body, period))
 
     def profile(self, instrument: Instrument) -> Profile:
@@ -106,7 +105,8 @@ def is_unknown_symbol(endpoint: str, body: Any) -> bool:
     return False
 
 
-def parse_quote(body: dict[str, Any], instrument: Instrument) -> Quote:
+def parse_quote(body: dict[str, Any], instrument: Instrument, now: datetime) -> Quote:
+    """Finnhub sends no market state, so it comes from the exchange clock at ``now``."""
     price = to_decimal(body.get("c")) or Decimal(0)
     previous_close = to_decimal(body.get("pc")) or price
     change, percent = price_move(price, previous_close, to_decimal(body.get("d")), to_decimal(body.get("dp")))
@@ -123,7 +123,7 @@ def parse_quote(body: dict[str, Any], instrument: Instrument) -> Quote:
         high=to_decimal(body.get("h")),
         low=to_decimal(body.get("l")),
         volume=0,
-        market_state=market_state(utc_now()),
+        market_state=market_state(now),
         last_trade_at=from_epoch(body.get("t")),
     )
 
@@ -172,9 +172,9 @@ def parse_profile(body: dict[str, Any]) -> Profile:
     )
 
 
-def _reset_wait(header: str | None) -> int:
+def _reset_wait(header: str | None, now: datetime) -> int:
     """X-Ratelimit-Reset is taken as epoch seconds (unverified upstream; see fixtures README)."""
     reset = to_decimal(header)
     if reset is None:
         return _DEFAULT_RATE_LIMIT_WAIT
-    return max(1, min(int(reset) - int(time.time()), _DEFAULT_RATE_LIMIT_WAIT))
+    return max(1, min(int(reset) - int(now.timestamp()), _DEFAULT_RATE_LIMIT_WAIT))

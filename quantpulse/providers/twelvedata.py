@@ -58,7 +58,7 @@ class TwelveData(HttpProvider):
         return body
 
     def classified(self, body: dict[str, Any], fallback_code: int = 200) -> ProviderError:
-        kind, scope, retry_after = classify_error(body, fallback_code)
+        kind, scope, retry_after = classify_error(body, self.clock(), fallback_code)
         return self.error(str(body.get("message", "error")), kind, scope=scope, retry_after=retry_after)
 
     def quotes(self, instruments: Sequence[Instrument]) -> dict[Instrument, QuoteOutcome]:
@@ -95,7 +95,7 @@ class TwelveData(HttpProvider):
         return quote
 
     def history(self, instrument: Instrument, period: Period) -> History:
-        today = datetime.now(IST).date()
+        today = self.clock().astimezone(IST).date()
         body = self.get("/time_series", time_series_params(instrument, period, today))
         return History(period.interval, parse_time_series(body, period))
 
@@ -110,7 +110,7 @@ def is_no_data(body: dict[str, Any]) -> bool:
 
 
 def classify_error(
-    body: dict[str, Any], http_status: int = 200
+    body: dict[str, Any], now: datetime, http_status: int = 200
 ) -> tuple[FailureKind, str | None, int | None]:
     """Kind, rate-limit scope and retry-after of an error body; text first, codes second.
 
@@ -121,8 +121,8 @@ def classify_error(
     code = _int(body.get("code")) or http_status
     if "api credits" in message or code == 429:
         if "for the day" in message:
-            return FailureKind.RATE_LIMITED, "day", _seconds_to_next_utc_day()
-        return FailureKind.RATE_LIMITED, "minute", 60 - datetime.now(UTC).second
+            return FailureKind.RATE_LIMITED, "day", _seconds_to_next_utc_day(now)
+        return FailureKind.RATE_LIMITED, "minute", 60 - now.astimezone(UTC).second
     if "apikey" in message or code == 401:
         return FailureKind.AUTH, None, None
     if any(phrase in message for phrase in _PLAN_PHRASES) or code == 403:
@@ -221,7 +221,7 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _seconds_to_next_utc_day() -> int:
-    now = datetime.now(UTC)
+def _seconds_to_next_utc_day(now: datetime) -> int:
+    now = now.astimezone(UTC)
     tomorrow = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), UTC)
     return int((tomorrow - now).total_seconds()) + 1

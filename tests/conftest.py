@@ -1,0 +1,60 @@
+"""Shared fixtures: the real app factory wired to a loopback fake provider and an embedded store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from quantpulse import create_app
+from quantpulse.cache.store import embedded_store
+from quantpulse.config import Settings
+from tests.fakes.provider_server import FakeProviderServer
+
+TD_KEY = "td-test-key"
+FH_KEY = "fh-test-key"
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeProviderServer]:
+    """A fake Twelve Data + Finnhub on a free loopback port, counting every request."""
+    with FakeProviderServer(twelvedata_key=TD_KEY, finnhub_key=FH_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(upstream: FakeProviderServer) -> Settings:
+    """Both live providers configured against the fake server, with a short timeout."""
+    return Settings(
+        twelvedata_api_key=TD_KEY,
+        finnhub_api_key=FH_KEY,
+        twelvedata_base_url=upstream.twelvedata_url,
+        finnhub_base_url=upstream.finnhub_url,
+        provider_timeout=1.0,
+        admin_token="admin-secret",
+    )
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Callable[..., Flask]:
+    """Build the real app with settings overrides, e.g. ``make_app(stock_provider="demo")``."""
+
+    def build(**overrides: Any) -> Flask:
+        app = create_app(dataclasses.replace(settings, **overrides), store=embedded_store(1000))
+        return app
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -1,0 +1,1008 @@
+"""Fake Twelve Data and Finnhub HTTP server on loopback, for tests and benchmarks.
+
+It speaks the providers' wire shapes and quirks (see ../shared/provider-fixtures/README.md)
+so adapters are exercised over real HTTP, counts every request so caching claims can be
+proven, and can be told to fail, stall or rate-limit so retries and failover can be tested.
+
+Run it standalone for benchmarks (another process steers it over ``/_control``)::
+
+    python -m tests.fakes.provider_server --port 9100 --latency 0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import signal
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import islice, takewhile
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlsplit
+
+IST = timezone(timedelta(hours=5, minutes=30), "IST")
+SESSION_OPEN = time(9, 15)
+SESSION_CLOSE = time(15, 30)
+SESSION_MINUTES = 375
+MAX_BARS = 5000  # Twelve Data's outputsize ceiling; also bounds Finnhub ranges
+
+INTRADAY_MINUTES = {"1min": 1, "5min": 5, "15min": 15, "30min": 30, "45min": 45, "1h": 60}
+PERIOD_START: dict[str, Callable[[date], date]] = {
+    "1day": lambda day: day,
+    "1week": lambda day: day - timedelta(days=day.weekday()),
+    "1month": lambda day: day.replace(day=1),
+}
+TD_INTERVALS = frozenset(INTRADAY_MINUTES) | frozenset(PERIOD_START)
+FINNHUB_RESOLUTIONS = {
+    "1": "1min", "5": "5min", "15": "15min", "30": "30min", "60": "1h",
+    "D": "1day", "W": "1week", "M": "1month",
+}  # fmt: skip
+
+
+# --- reference data ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Company:
+    """One NSE company; prices are the NSE close on the last session."""
+
+    symbol: str
+    name: str
+    price: float
+    sector: str
+    industry: str
+    employees: int
+    website: str
+    shares_millions: float
+    listed: date
+    city: str
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """A listing venue, with the names each provider uses for it."""
+
+    code: str
+    mic_code: str
+    finnhub_suffix: str
+    finnhub_name: str
+    # BSE trades a little above NSE so tests can tell which listing they got.
+    price_offset: float
+
+
+COMPANIES: dict[str, Company] = {
+    company.symbol: company
+    for company in (
+        Company("RELIANCE", "Reliance Industries Ltd.", 1439.20, "Energy",
+                "Oil & Gas Refining & Marketing", 347362, "https://www.ril.com", 13532.47,
+                date(1995, 11, 30), "Mumbai"),
+        Company("TCS", "Tata Consultancy Services Ltd.", 3466.80, "Technology",
+                "Information Technology Services", 607979, "https://www.tcs.com", 3618.09,
+                date(2004, 8, 25), "Mumbai"),
+        Company("INFY", "Infosys Ltd.", 1618.40, "Technology",
+                "Information Technology Services", 323578, "https://www.infosys.com", 4152.10,
+                date(1995, 2, 8), "Bengaluru"),
+        Company("HDFCBANK", "HDFC Bank Ltd.", 1936.90, "Financial Services",
+                "Banks - Regional", 214521, "https://www.hdfcbank.com", 7656.40,
+                date(1995, 11, 8), "Mumbai"),
+        Company("ICICIBANK", "ICICI Bank Ltd.", 1434.50, "Financial Services",
+                "Banks - Regional", 187765, "https://www.icicibank.com", 7133.80,
+                date(1997, 9, 17), "Vadodara"),
+        Company("SBIN", "State Bank of India", 792.30, "Financial Services",
+                "Banks - Regional", 232296, "https://sbi.co.in", 8925.30,
+                date(1995, 3, 1), "Mumbai"),
+        Company("M&M", "Mahindra & Mahindra Ltd.", 3120.40, "Consumer Cyclical",
+                "Auto Manufacturers", 260000, "https://www.mahindra.com", 1243.50,
+                date(1995, 11, 8), "Mumbai"),
+        Company("BAJAJ-AUTO", "Bajaj Auto Ltd.", 8410.50, "Consumer Cyclical",
+                "Auto Manufacturers", 10900, "https://www.bajajauto.com", 279.30,
+                date(2008, 5, 26), "Pune"),
+        Company("ITC", "ITC Ltd.", 418.65, "Consumer Defensive",
+                "Tobacco", 36500, "https://www.itcportal.com", 12512.60,
+                date(1995, 11, 8), "Kolkata"),
+        Company("NODATA", "No History Test Ltd.", 100.00, "Technology",
+                "Software - Application", 12, "https://example.com", 1.00,
+                date(2020, 1, 1), "Mumbai"),
+    )
+}  # fmt: skip
+NO_HISTORY_SYMBOLS = frozenset({"NODATA"})
+
+EXCHANGES = {
+    "NSE": Exchange("NSE", "XNSE", "NS", "NATIONAL STOCK EXCHANGE OF INDIA", 0.0),
+    "BSE": Exchange("BSE", "XBOM", "BO", "BSE LTD", 0.5),
+}
+FINNHUB_SUFFIXES = {exchange.finnhub_suffix: code for code, exchange in EXCHANGES.items()}
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A company on one exchange: what a provider symbol resolves to."""
+
+    company: Company
+    exchange: Exchange
+
+    @classmethod
+    def find(cls, ticker: str, exchange_code: str) -> Listing | None:
+        """Exact table match only: ``RELIANCE.NSE`` or ``RELIANCE:NSE`` are unknown here."""
+        company = COMPANIES.get(ticker)
+        exchange = EXCHANGES.get(exchange_code.upper())
+        return cls(company, exchange) if company and exchange else None
+
+    @classmethod
+    def from_finnhub(cls, symbol: str) -> Listing | None:
+        """Finnhub needs a ``.NS``/``.BO`` suffix; a bare ticker is looked up as US, so unknown."""
+        ticker, dot, suffix = symbol.rpartition(".")
+        code = FINNHUB_SUFFIXES.get(suffix)
+        return cls.find(ticker, code) if dot and code else None
+
+
+# --- deterministic prices ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Candle:
+    open: float
+    high: float
+    low: float
+    close: float
+
+    def shifted(self, offset: float) -> Candle:
+        """Moved by ``offset`` (the BSE premium) and rounded to the paisa."""
+        return Candle(*(round(value + offset, 2) for value in self.prices()))
+
+    def prices(self) -> tuple[float, float, float, float]:
+        return self.open, self.high, self.low, self.close
+
+
+@dataclass(frozen=True)
+class Bar:
+    opened: datetime  # naive: IST wall clock for intraday, the calendar date for 1day and up
+    candle: Candle
+    volume: int
+
+
+def _candle(rng: random.Random, anchor: float, close: float | None = None) -> Candle:
+    """Random OHLC near ``anchor``; high and low always bracket open and close."""
+    open_ = anchor * (1 + rng.uniform(-0.01, 0.01))
+    close = anchor * (1 + rng.uniform(-0.01, 0.01)) if close is None else close
+    high = max(open_, close) * (1 + rng.uniform(0, 0.006))
+    low = min(open_, close) * (1 - rng.uniform(0, 0.006))
+    return Candle(open_, high, low, close)
+
+
+def _last_session_day(now: datetime) -> date:
+    """Today once the session has opened, else the previous weekday (holidays are ignored)."""
+    day = now.date() if now.time() >= SESSION_OPEN else now.date() - timedelta(days=1)
+    while day.weekday() >= 5:
+        day -= timedelta(days=1)
+    return day
+
+
+def _weekdays_back(day: date, earliest: date) -> Iterator[date]:
+    while day >= earliest:
+        if day.weekday() < 5:
+            yield day
+        day -= timedelta(days=1)
+
+
+def bar_opens(
+    interval: str,
+    now: datetime,
+    *,
+    until: datetime = datetime.max,
+    since: date = date.min,
+) -> Iterator[datetime]:
+    """Open times of the bars that exist at ``now`` (naive IST), newest first.
+
+    The scan starts at ``until`` so an old range costs no more than a recent one.
+    """
+    limit = min(now, until)
+    days = _weekdays_back(min(_last_session_day(now), limit.date()), since)
+    step = INTRADAY_MINUTES.get(interval)
+    if step is not None:
+        for day in days:
+            session = datetime.combine(day, SESSION_OPEN)
+            slots = (session + timedelta(minutes=m) for m in range(0, SESSION_MINUTES, step))
+            yield from (opened for opened in reversed(list(slots)) if opened <= limit)
+        return
+    start_of, previous = PERIOD_START[interval], None
+    for day in days:
+        if (opened := start_of(day)) != previous:
+            yield datetime.combine(opened, time())
+            previous = opened
+
+
+def select_bars(
+    listing: Listing,
+    interval: str,
+    now: datetime,
+    *,
+    start: datetime = datetime.min,
+    end: datetime = datetime.max,
+    limit: int = MAX_BARS,
+) -> list[Bar]:
+    """Bars newest first with ``start <= opened <= end``, at most ``limit``, none before listing.
+
+    Each bar is seeded by symbol, interval and open time, so overlapping requests agree.
+    """
+    company = listing.company
+    opens = bar_opens(interval, now, until=end, since=company.listed)
+    bars = []
+    for opened in islice(takewhile(lambda t: t >= start, opens), limit):
+        rng = random.Random(f"{company.symbol}|{interval}|{opened.isoformat()}")
+        candle = _candle(rng, company.price).shifted(listing.exchange.price_offset)
+        bars.append(Bar(opened, candle, rng.randint(50_000, 12_000_000)))
+    return bars
+
+
+def _epoch(wall: datetime, tz: timezone = IST) -> int:
+    return int(wall.replace(tzinfo=tz).timestamp())
+
+
+def _wall(moment: datetime) -> datetime:
+    """Naive IST wall clock; a naive clock value is taken to be IST already."""
+    return moment if moment.tzinfo is None else moment.astimezone(IST).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class QuoteSnapshot:
+    day: Candle
+    previous_close: float
+    volume: int
+    average_volume: int
+    week52_low: float
+    week52_high: float
+    session: date
+    session_opened_at: int
+    last_quote_at: int
+    is_market_open: bool
+
+    @property
+    def change(self) -> float:
+        return round(self.day.close - self.previous_close, 2)
+
+    @property
+    def percent_change(self) -> float:
+        return self.change / self.previous_close * 100
+
+
+def quote_snapshot(listing: Listing, now: datetime) -> QuoteSnapshot:
+    """The latest session's quote; the close is exactly the table price (+ the BSE offset)."""
+    rng = random.Random(f"{listing.company.symbol}|quote")
+    price, offset = listing.company.price, listing.exchange.price_offset
+    session = _last_session_day(now)
+    last_trade = min(now, datetime.combine(session, SESSION_CLOSE) - timedelta(minutes=1))
+    return QuoteSnapshot(
+        day=_candle(rng, price, close=price).shifted(offset),
+        previous_close=round(price * (1 + rng.uniform(-0.015, 0.015)) + offset, 2),
+        volume=rng.randint(1_000_000, 12_000_000),
+        average_volume=rng.randint(1_000_000, 12_000_000),
+        week52_low=round(price * rng.uniform(0.7, 0.9) + offset, 2),
+        week52_high=round(price * rng.uniform(1.05, 1.3) + offset, 2),
+        session=session,
+        session_opened_at=_epoch(datetime.combine(session, SESSION_OPEN)),
+        last_quote_at=_epoch(last_trade.replace(second=0, microsecond=0)),
+        is_market_open=now.weekday() < 5 and SESSION_OPEN <= now.time() < SESSION_CLOSE,
+    )
+
+
+# --- replies -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any  # JSON-serialisable, or str for a non-JSON page
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str = "application/json"
+
+    def with_headers(self, extra: Mapping[str, str]) -> Reply:
+        return replace(self, headers={**self.headers, **extra})
+
+    def payload(self) -> bytes:
+        text = self.body if isinstance(self.body, str) else json.dumps(self.body)
+        return text.encode()
+
+
+@dataclass(frozen=True)
+class Market:
+    """What a route may read: the clock (naive IST) and which symbols have no history."""
+
+    now: datetime
+    no_history: frozenset[str]
+
+
+Route = Callable[[Mapping[str, str], Market], Reply]
+
+BAD_GATEWAY = Reply(
+    502,
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>cloudflare</center>\r\n"
+    "</body>\r\n</html>\r\n",
+    content_type="text/html",
+)
+
+
+def _not_found(path: str) -> Reply:
+    return Reply(404, {"error": "Not Found", "path": path})
+
+
+# --- Twelve Data -------------------------------------------------------------------------
+
+TD_PRICING = "https://twelvedata.com/pricing"
+# Every request sees a fresh budget, so clients never slow themselves down in benchmarks.
+TD_CREDIT_BUDGET = 800
+
+
+def _td_error(code: int, message: str) -> dict[str, Any]:
+    return {"code": code, "message": message, "status": "error"}
+
+
+TD_INVALID_KEY = _td_error(
+    401,
+    "**apikey** parameter is incorrect or not specified. You can get your free API key "
+    f"instantly following this link: {TD_PRICING}. If you believe that everything is "
+    "correct, you can contact us at https://twelvedata.com/contact/customer",
+)
+TD_SYMBOL_NOT_FOUND = _td_error(
+    404,
+    "**symbol** or **figi** parameter is missing or invalid. Please provide a valid symbol "
+    "according to API documentation: https://twelvedata.com/docs#reference-data",
+)
+TD_CREDITS_MINUTE = _td_error(
+    429,
+    "You have run out of API credits for the current minute. 9 API credits were used, with "
+    "the current limit being 8. Wait for the next minute or consider switching to a higher "
+    f"tier plan at {TD_PRICING}",
+)
+TD_CREDITS_DAY = _td_error(
+    429,
+    "You have run out of API credits for the day. 812 API credits were used, with the "
+    "current limit being 800. Wait for the next day or consider switching to a paid plan "
+    f"at {TD_PRICING}",
+)
+TD_PLAN = _td_error(
+    404,
+    f"This symbol is available starting with Grow plan. Consider upgrading now at {TD_PRICING}",
+)
+TD_INTERNAL = _td_error(500, "Internal server error. Please try again later or contact support.")
+TD_NO_DATA = _td_error(
+    400,
+    "No data is available on the specified dates. Try setting different start/end dates.",
+)
+
+
+def _td_number(value: float) -> str:
+    return f"{value:.5f}"
+
+
+def _td_reply(body: Any, symbols: int, cost: int = 1) -> Reply:
+    """Twelve Data answers errors with HTTP 200 too; credits are charged per symbol."""
+    used = symbols * cost
+    left = max(0, TD_CREDIT_BUDGET - used)
+    return Reply(200, body, {"api-credits-used": str(used), "api-credits-left": str(left)})
+
+
+def _td_instrument(listing: Listing) -> dict[str, str]:
+    exchange = listing.exchange
+    return {
+        "symbol": listing.company.symbol,
+        "name": listing.company.name,
+        "exchange": exchange.code,
+        "mic_code": exchange.mic_code,
+    }
+
+
+def _td_quote_body(listing: Listing, market: Market) -> dict[str, Any]:
+    quote = quote_snapshot(listing, market.now)
+    close, low, high = quote.day.close, quote.week52_low, quote.week52_high
+    return {
+        **_td_instrument(listing),
+        "currency": "INR",
+        "datetime": quote.session.isoformat(),
+        "timestamp": quote.session_opened_at,
+        "last_quote_at": quote.last_quote_at,
+        "open": _td_number(quote.day.open),
+        "high": _td_number(quote.day.high),
+        "low": _td_number(quote.day.low),
+        "close": _td_number(close),
+        "volume": str(quote.volume),
+        "previous_close": _td_number(quote.previous_close),
+        "change": _td_number(quote.change),
+        "percent_change": _td_number(quote.percent_change),
+        "average_volume": str(quote.average_volume),
+        "is_market_open": quote.is_market_open,
+        "fifty_two_week": {
+            "low": _td_number(low),
+            "high": _td_number(high),
+            "low_change": _td_number(close - low),
+            "high_change": _td_number(close - high),
+            "low_change_percent": _td_number((close - low) / low * 100),
+            "high_change_percent": _td_number((close - high) / high * 100),
+            "range": f"{low:.6f} - {high:.6f}",
+        },
+    }
+
+
+def _td_quote(query: Mapping[str, str], market: Market) -> Reply:
+    """One symbol gives a flat body; ``A,B`` gives a map keyed as sent, errors inside it."""
+    sent, exchange = query.get("symbol", ""), query.get("exchange", "NSE")
+    symbols = sent.split(",")
+
+    def one(symbol: str, error: dict[str, Any]) -> dict[str, Any]:
+        listing = Listing.find(symbol, exchange)
+        return _td_quote_body(listing, market) if listing else error
+
+    if len(symbols) == 1:
+        return _td_reply(one(sent, TD_SYMBOL_NOT_FOUND), 1)
+    meta = {"symbol": sent, "interval": "", "exchange": exchange}
+    body = {symbol: one(symbol, {**TD_SYMBOL_NOT_FOUND, "meta": meta}) for symbol in symbols}
+    return _td_reply(body, len(symbols)).with_headers({"Is_batch": "true"})
+
+
+def _td_moment(query: Mapping[str, str], name: str, default: datetime) -> datetime:
+    """Parse ``YYYY-MM-DD[ HH:MM:SS]`` in exchange time; a bare end date covers that day."""
+    text = query.get(name)
+    if not text:
+        return default
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"**{name}** parameter is invalid.") from None
+    whole_day = name == "end_date" and len(text) == len("YYYY-MM-DD")
+    return datetime.combine(moment.date(), time.max) if whole_day else moment
+
+
+def _td_outputsize(query: Mapping[str, str]) -> int:
+    text = query.get("outputsize", "30")
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BARS:
+        raise ValueError(f"**outputsize** parameter must be between 1 and {MAX_BARS}.")
+    return int(text)
+
+
+def _td_value(bar: Bar, datetime_format: str) -> dict[str, str]:
+    open_, high, low, close = map(_td_number, bar.candle.prices())
+    return {
+        "datetime": bar.opened.strftime(datetime_format),
+        "open": open_,
+        "high": high,
+        "low": low,
+        "close": close,
+        "volume": str(bar.volume),
+    }
+
+
+def _td_time_series(query: Mapping[str, str], market: Market) -> Reply:
+    listing = Listing.find(query.get("symbol", ""), query.get("exchange", "NSE"))
+    interval = query.get("interval", "")
+    if listing is None:
+        return _td_reply(TD_SYMBOL_NOT_FOUND, 1)
+    if interval not in TD_INTERVALS:
+        return _td_reply(_td_error(400, "**interval** parameter is missing or invalid."), 1)
+    try:
+        limit = _td_outputsize(query)
+        start = _td_moment(query, "start_date", datetime.min)
+        end = _td_moment(query, "end_date", datetime.max)
+    except ValueError as exc:
+        return _td_reply(_td_error(400, str(exc)), 1)
+    if listing.company.symbol in market.no_history:
+        return _td_reply(TD_NO_DATA, 1)
+    bars = select_bars(listing, interval, market.now, start=start, end=end, limit=limit)
+    if not bars:
+        return _td_reply(TD_NO_DATA, 1)
+    shape = "%Y-%m-%d %H:%M:%S" if interval in INTRADAY_MINUTES else "%Y-%m-%d"
+    values = [_td_value(bar, shape) for bar in bars]
+    meta = {
+        "symbol": listing.company.symbol,
+        "interval": interval,
+        "currency": "INR",
+        "exchange_timezone": "Asia/Kolkata",
+        "exchange": listing.exchange.code,
+        "mic_code": listing.exchange.mic_code,
+        "type": "Common Stock",
+    }
+    return _td_reply({"meta": meta, "values": values, "status": "ok"}, 1)
+
+
+def _td_profile(query: Mapping[str, str], market: Market) -> Reply:
+    listing = Listing.find(query.get("symbol", ""), query.get("exchange", "NSE"))
+    if listing is None:
+        return _td_reply(TD_SYMBOL_NOT_FOUND, 1, cost=10)
+    company = listing.company
+    body = {
+        **_td_instrument(listing),
+        "sector": company.sector,
+        "industry": company.industry,
+        "employees": company.employees,
+        "website": company.website,
+        "description": f"{company.name} is an Indian company in the {company.industry} industry.",
+        "type": "Common Stock",
+        "CEO": "",
+        "address": "Registered Office",
+        "address2": "",
+        "city": company.city,
+        "zip": "400001",
+        "state": "",
+        "country": "India",
+        "phone": "91 22 0000 0000",
+    }
+    return _td_reply(body, 1, cost=10)
+
+
+# --- Finnhub -----------------------------------------------------------------------------
+
+FH_UNKNOWN_QUOTE = {"c": 0, "d": None, "dp": None, "h": 0, "l": 0, "o": 0, "pc": 0, "t": 0}
+FH_NO_DATA = {"s": "no_data"}
+
+
+def _fh_error(status: int, message: str) -> Reply:
+    return Reply(status, {"error": message})
+
+
+def _fh_rate_headers(reply: Reply, now: datetime) -> dict[str, str]:
+    """Finnhub sends its rate-limit headers on every answer; Reset is assumed epoch seconds."""
+    next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return {
+        "X-Ratelimit-Limit": "60",
+        "X-Ratelimit-Remaining": "0" if reply.status == 429 else "59",
+        "X-Ratelimit-Reset": str(_epoch(next_minute)),
+    }
+
+
+def _fh_quote(query: Mapping[str, str], market: Market) -> Reply:
+    listing = Listing.from_finnhub(query.get("symbol", ""))
+    if listing is None:
+        return Reply(200, FH_UNKNOWN_QUOTE)
+    quote = quote_snapshot(listing, market.now)
+    day = quote.day
+    body = {
+        "c": day.close,
+        "d": quote.change,
+        "dp": round(quote.percent_change, 4),
+        "h": day.high,
+        "l": day.low,
+        "o": day.open,
+        "pc": quote.previous_close,
+        "t": quote.last_quote_at,
+    }
+    return Reply(200, body)
+
+
+def _fh_bar_time(opened: datetime, interval: str) -> int:
+    """Intraday bars carry their IST open instant; daily and longer bars 00:00 UTC of the date."""
+    return _epoch(opened, IST if interval in INTRADAY_MINUTES else UTC)
+
+
+def _fh_wall(epoch: str, interval: str) -> datetime:
+    """The inverse of ``_fh_bar_time``, so range filtering can be done on wall times."""
+    moment = datetime.fromtimestamp(int(epoch), IST if interval in INTRADAY_MINUTES else UTC)
+    return moment.replace(tzinfo=None)
+
+
+def _fh_candle(query: Mapping[str, str], market: Market) -> Reply:
+    """Parallel arrays, oldest first, only bars with ``from <= t <= to``."""
+    interval = FINNHUB_RESOLUTIONS.get(query.get("resolution", ""))
+    if interval is None:
+        return _fh_error(422, "Unsupported resolution.")
+    try:
+        start = _fh_wall(query["from"], interval)
+        end = _fh_wall(query["to"], interval)
+    except (KeyError, ValueError, OverflowError, OSError):
+        return _fh_error(422, "from and to must be UNIX seconds.")
+    listing = Listing.from_finnhub(query.get("symbol", ""))
+    if listing is None or listing.company.symbol in market.no_history:
+        return Reply(200, FH_NO_DATA)
+    bars = select_bars(listing, interval, market.now, start=start, end=end)[::-1]
+    if not bars:
+        return Reply(200, FH_NO_DATA)
+    prices = zip(*(bar.candle.prices() for bar in bars), strict=True)
+    opens, highs, lows, closes = (list(column) for column in prices)
+    body = {
+        "c": closes,
+        "h": highs,
+        "l": lows,
+        "o": opens,
+        "s": "ok",
+        "t": [_fh_bar_time(bar.opened, interval) for bar in bars],
+        "v": [bar.volume for bar in bars],
+    }
+    return Reply(200, body)
+
+
+def _fh_profile2(query: Mapping[str, str], market: Market) -> Reply:
+    symbol = query.get("symbol", "")
+    listing = Listing.from_finnhub(symbol)
+    if listing is None:
+        return Reply(200, {})
+    company = listing.company
+    price = company.price + listing.exchange.price_offset
+    body = {
+        "country": "IN",
+        "currency": "INR",
+        "exchange": listing.exchange.finnhub_name,
+        "finnhubIndustry": company.sector,
+        "ipo": company.listed.isoformat(),
+        "logo": f"https://static2.finnhub.io/file/publicdatany/finnhubimage/stock_logo/{symbol}.png",
+        "marketCapitalization": round(price * company.shares_millions, 2),
+        "name": company.name.rstrip("."),
+        "phone": "912200000000",
+        "shareOutstanding": company.shares_millions,
+        "ticker": symbol,
+        "weburl": company.website + "/",
+    }
+    return Reply(200, body)
+
+
+# --- providers ---------------------------------------------------------------------------
+
+
+def _no_extra_headers(reply: Reply, now: datetime) -> dict[str, str]:
+    return {}
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything that differs between the two providers, so request handling is shared."""
+
+    name: str
+    auth_header: str
+    auth_scheme: str
+    unauthorized: Reply
+    failures: Mapping[str, Reply]  # canned answers of the failure modes
+    routes: Mapping[str, Route]
+    extra_headers: Callable[[Reply, datetime], dict[str, str]] = _no_extra_headers
+
+    @property
+    def modes(self) -> frozenset[str]:
+        return frozenset({"ok", "stall", *self.failures})
+
+    def authorized(self, headers: Mapping[str, str], key: str) -> bool:
+        """Keys count only in headers (names lower-cased); a key in the URL must not pass."""
+        return headers.get(self.auth_header.lower()) == f"{self.auth_scheme}{key}"
+
+
+PROVIDERS = {
+    spec.name: spec
+    for spec in (
+        ProviderSpec(
+            name="twelvedata",
+            auth_header="Authorization",
+            auth_scheme="apikey ",
+            unauthorized=Reply(401, TD_INVALID_KEY),
+            failures={
+                "error_500": BAD_GATEWAY,
+                "rate_limit": Reply(429, TD_CREDITS_MINUTE),
+                "rate_limit_day": Reply(429, TD_CREDITS_DAY),
+                "plan": Reply(200, TD_PLAN),
+                "error_200": Reply(200, TD_INTERNAL),
+            },
+            routes={
+                "/quote": _td_quote,
+                "/time_series": _td_time_series,
+                "/profile": _td_profile,
+            },
+        ),
+        ProviderSpec(
+            name="finnhub",
+            auth_header="X-Finnhub-Token",
+            auth_scheme="",
+            unauthorized=_fh_error(401, "Invalid API key."),
+            failures={
+                "error_500": BAD_GATEWAY,
+                "rate_limit": _fh_error(429, "API limit reached. Please try again later. Remaining Limit: 0"),
+                "plan": _fh_error(403, "You don't have access to this resource."),
+            },
+            routes={
+                "/quote": _fh_quote,
+                "/stock/candle": _fh_candle,
+                "/stock/profile2": _fh_profile2,
+            },
+            extra_headers=_fh_rate_headers,
+        ),
+    )
+}
+SECRET_PARAMS = frozenset({"apikey", "token"})
+
+
+@dataclass
+class _Behaviour:
+    mode: str = "ok"
+    remaining: int | None = None
+    stall_seconds: float = 30.0
+
+    def take(self) -> tuple[str, float]:
+        """The mode for this request; a mode set with ``times`` falls back to "ok" when used up."""
+        mode = self.mode
+        if self.remaining is not None:
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.mode, self.remaining = "ok", None
+        return mode, self.stall_seconds
+
+
+# --- the server --------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    # A stalled answer must not keep stop() or interpreter exit waiting.
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake: FakeProviderServer) -> None:
+        super().__init__(address, _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that gave up (timeouts in tests) are expected; stay quiet about them."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+
+    def do_GET(self) -> None:
+        self._answer(b"")
+
+    def do_POST(self) -> None:
+        self._answer(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+
+    def _answer(self, body: bytes) -> None:
+        headers = dict(self.headers.items())
+        reply = self.server.fake.respond(self.command, self.path, headers, body)
+        payload = reply.payload()
+        self.send_response(reply.status)
+        self.send_header("Content-Type", f"{reply.content_type}; charset=utf-8")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: test output should show failures, not access logs."""
+
+
+class FakeProviderServer:
+    """Twelve Data under ``/twelvedata`` and Finnhub under ``/finnhub`` on one loopback port."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        twelvedata_key: str = "td-test-key",
+        finnhub_key: str = "fh-test-key",
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.latency = latency
+        self.no_history_symbols: set[str] = set(NO_HISTORY_SYMBOLS)
+        self._address = (host, port)
+        self._keys = {"twelvedata": twelvedata_key, "finnhub": finnhub_key}
+        self._clock = clock or (lambda: datetime.now(IST))
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._reset_state()
+
+    # lifecycle
+
+    def start(self) -> Self:
+        """Bind and serve in a daemon thread; the port is known once this returns."""
+        if self._httpd is not None:
+            raise RuntimeError("FakeProviderServer is already running")
+        self._stopping.clear()
+        self._httpd = _HTTPServer(self._address, self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; stalled answers are woken so they do not linger."""
+        if self._httpd is None:
+            return
+        self._stopping.set()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("FakeProviderServer is not running")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def twelvedata_url(self) -> str:
+        return f"{self.url}/twelvedata"
+
+    @property
+    def finnhub_url(self) -> str:
+        return f"{self.url}/finnhub"
+
+    # steering and assertions
+
+    def set_mode(
+        self,
+        provider: str,
+        mode: str,
+        *,
+        times: int | None = None,
+        stall_seconds: float = 30.0,
+    ) -> None:
+        """Make ``provider`` answer in ``mode``, for the next ``times`` requests or until changed."""
+        spec = PROVIDERS.get(provider)
+        if spec is None:
+            raise ValueError(f"unknown provider {provider!r}; expected one of {sorted(PROVIDERS)}")
+        if mode not in spec.modes:
+            raise ValueError(f"{provider} has no mode {mode!r}; expected one of {sorted(spec.modes)}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1")
+        with self._lock:
+            self._behaviours[provider] = _Behaviour(mode, times, stall_seconds)
+
+    def calls(self, provider: str | None = None, path: str | None = None) -> int:
+        """Requests received, failing ones included, optionally for one provider and path."""
+        with self._lock:
+            return sum(
+                count
+                for (name, route), count in self._counts.items()
+                if provider in (None, name) and path in (None, route)
+            )
+
+    def call_counts(self) -> dict[str, Any]:
+        """Counts per provider and path plus the total: the ``/_control/calls`` body."""
+        with self._lock:
+            counts: dict[str, Any] = {name: {} for name in PROVIDERS}
+            for (name, route), count in sorted(self._counts.items()):
+                counts[name][route] = count
+            counts["total"] = sum(self._counts.values())
+        return counts
+
+    @property
+    def requests_log(self) -> list[tuple[str, str, dict[str, str]]]:
+        """(provider, path, query) per request, in arrival order; secrets in queries redacted."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def key_seen_in_url(self) -> bool:
+        """True once any request carried ``apikey=`` or ``token=`` in its query string."""
+        with self._lock:
+            return self._key_in_url
+
+    def reset(self) -> None:
+        """Zero the counters and log and put every provider back to "ok"; latency is kept."""
+        with self._lock:
+            self._reset_state()
+
+    def _reset_state(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._log: list[tuple[str, str, dict[str, str]]] = []
+        self._key_in_url = False
+        self._behaviours = {name: _Behaviour() for name in PROVIDERS}
+
+    # request handling (socket-free, so it reads top to bottom)
+
+    def respond(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Answer one HTTP request; the handler only moves bytes."""
+        url = urlsplit(target)
+        prefix, _, rest = url.path.lstrip("/").partition("/")
+        path = f"/{rest}"
+        if prefix == "_control":
+            return self._control(method, path, body)
+        spec = PROVIDERS.get(prefix)
+        if spec is None:
+            return _not_found(url.path)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        self._record(spec.name, path, query)
+        self._pause(self.latency)
+        lowered = {name.lower(): value for name, value in headers.items()}
+        now = _wall(self._clock())
+        route = spec.routes.get(path) if method == "GET" else None
+        reply = self._provider_reply(spec, route, path, query, lowered, now)
+        return reply.with_headers(spec.extra_headers(reply, now))
+
+    def _record(self, provider: str, path: str, query: dict[str, str]) -> None:
+        secrets = SECRET_PARAMS.intersection(name.lower() for name in query)
+        redacted = {name: "***" if name.lower() in SECRET_PARAMS else value for name, value in query.items()}
+        with self._lock:
+            self._counts[provider, path] += 1
+            self._log.append((provider, path, redacted))
+            self._key_in_url = self._key_in_url or bool(secrets)
+
+    def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            self._stopping.wait(seconds)
+
+    def _provider_reply(
+        self,
+        spec: ProviderSpec,
+        route: Route | None,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        now: datetime,
+    ) -> Reply:
+        """Auth first, then the failure mode (it models the provider, not the network)."""
+        if not spec.authorized(headers, self._keys[spec.name]):
+            return spec.unauthorized
+        with self._lock:
+            mode, stall_seconds = self._behaviours[spec.name].take()
+        if mode == "stall":
+            self._pause(stall_seconds)
+        elif mode != "ok":
+            return spec.failures[mode]
+        if route is None:
+            return _not_found(path)
+        return route(query, Market(now, frozenset(self.no_history_symbols)))
+
+    def _control(self, method: str, path: str, body: bytes) -> Reply:
+        """Read and steer the server from another process (benchmarks)."""
+        try:
+            payload = json.loads(body or b"{}") if method == "POST" else {}
+            if (method, path) == ("GET", "/calls"):
+                return Reply(200, self.call_counts())
+            if (method, path) == ("POST", "/reset"):
+                self.reset()
+            elif (method, path) == ("POST", "/behaviour"):
+                self.set_mode(
+                    payload["provider"],
+                    payload["mode"],
+                    times=payload.get("times"),
+                    stall_seconds=float(payload.get("stall_seconds", 30.0)),
+                )
+            elif (method, path) == ("POST", "/latency"):
+                self.latency = float(payload["seconds"])
+            else:
+                return _not_found(f"/_control{path}")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return Reply(400, {"error": f"bad control request: {exc!s}"})
+        return Reply(200, {"status": "ok"})
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve until Ctrl-C or SIGTERM, printing the URLs a benchmark or a dev server should use.
+
+    Both signals get handlers because a shell starting us in the background ignores SIGINT.
+    """
+    parser = argparse.ArgumentParser(description="Fake Twelve Data and Finnhub server.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9100, help="0 picks a free port")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to each answer")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    with FakeProviderServer(host=args.host, port=args.port, latency=args.latency) as server:
+        print(f"TWELVEDATA_BASE_URL={server.twelvedata_url}")
+        print(f"FINNHUB_BASE_URL={server.finnhub_url}")
+        print(
+            f"control: {server.url}/_control/calls  (keys: td-test-key, fh-test-key)",
+            flush=True,
+        )
+        stopping.wait()
+
+
+if __name__ == "__main__":
+    main()
