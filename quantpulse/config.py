@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from quantpulse.errors import ConfigurationError
 
 PROVIDER_MODES = ("auto", "twelvedata", "finnhub", "demo")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXCHANGES = ("NSE", "BSE")
 
 DEFAULT_ALLOWED_ORIGINS = (
@@ -53,6 +54,8 @@ class Settings:
             raise ConfigurationError(
                 f"STOCK_PROVIDER={self.stock_provider!r} is not one of {', '.join(PROVIDER_MODES)}"
             )
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigurationError(f"LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         if self.default_exchange not in EXCHANGES:
             raise ConfigurationError(
                 f"DEFAULT_EXCHANGE={self.default_exchange!r} is not one of {', '.join(EXCHANGES)}"

@@ -1,0 +1,76 @@
+"""``gunicorn -w N wsgi:app`` from the repository root, configured only by environment variables,
+as the platform (and the outside checks) start it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import requests
+
+from tests.conftest import FH_KEY, TD_KEY
+from tests.fakes.provider_server import FakeProviderServer
+from tests.servers import Gunicorn, RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+def provider_env(upstream: FakeProviderServer) -> dict[str, str]:
+    return {
+        "TWELVEDATA_API_KEY": TD_KEY,
+        "FINNHUB_API_KEY": FH_KEY,
+        "TWELVEDATA_BASE_URL": upstream.twelvedata_url,
+        "FINNHUB_BASE_URL": upstream.finnhub_url,
+        "PROVIDER_TIMEOUT": "2",
+    }
+
+
+def test_without_keys_or_redis_every_endpoint_serves_flagged_demo_data():
+    with Gunicorn({}, workers=2) as server:
+        quote = requests.get(f"{server.url}/stock/RELIANCE", timeout=5)
+        history = requests.get(f"{server.url}/stock/RELIANCE/historical?period=1y", timeout=5)
+        ready = requests.get(f"{server.url}/health/ready", timeout=5)
+
+    assert quote.status_code == 200 and quote.json()["isDemoData"] is True
+    assert quote.json()["companyName"] == "Reliance Industries Ltd"
+    assert history.json()["dataPoints"] > 200
+    assert ready.json() == {"status": "ready", "backend": "embedded", "reason": None}
+    assert "EMBEDDED in-process store" in server.output()
+
+
+def test_four_workers_serve_live_data_from_the_fake_provider(upstream):
+    with Gunicorn(provider_env(upstream), workers=4) as server:
+        quote = requests.get(f"{server.url}/stock/TCS", timeout=5).json()
+        batch = requests.post(f"{server.url}/stock/quotes?symbols=INFY,ZZZZZZ", timeout=5).json()
+        error = requests.get(f"{server.url}/stock/TCS:NYSE", timeout=5)
+
+    assert quote["service_info"]["source"] == "twelvedata"
+    assert batch["successful"] == 1 and batch["errors"]["ZZZZZZ"]["status"] == 404
+    assert error.status_code == 400 and error.json()["detail"]["message"]
+    assert upstream.key_seen_in_url is False
+
+
+def test_with_redis_url_workers_share_json_entries_operators_can_read(upstream):
+    with (
+        RedisServer() as redis_server,
+        Gunicorn({**provider_env(upstream), "REDIS_URL": redis_server.url}, workers=2) as server,
+    ):
+        answers = [requests.get(f"{server.url}/stock/HDFCBANK", timeout=5).json() for _ in range(6)]
+        raw = subprocess.run(
+            ["redis-cli", "-p", str(redis_server.port), "GET", "qp:v1:quote:NSE:HDFCBANK"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        ready = requests.get(f"{server.url}/health/ready", timeout=5).json()
+
+    assert json.loads(raw)["source"] == "twelvedata"
+    assert [a["service_info"]["cache"] for a in answers[1:]] == ["hit"] * 5
+    assert upstream.calls("twelvedata") == 1
+    assert ready == {"status": "ready", "backend": "redis", "reason": None}
+
+
+def test_unknown_stock_provider_stops_the_service_with_a_clear_message():
+    server = Gunicorn({"STOCK_PROVIDER": "yahoo"}, workers=1)
+
+    with pytest.raises(RuntimeError, match="STOCK_PROVIDER='yahoo' is not one of"):
+        server.__enter__()

@@ -1,0 +1,128 @@
+"""Real servers for tests: gunicorn running ``wsgi:app`` and ``redis-server``, on free loopback ports.
+
+Each starts in its own process, is waited for with a bounded poll, and is stopped by the test
+that started it; nothing outlives the test session.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import requests
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(check, *, timeout: float, what: str) -> None:
+    """Poll ``check`` until it returns truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except (OSError, requests.RequestException):
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} not ready after {timeout} s")
+
+
+class Gunicorn:
+    """``gunicorn wsgi:app`` from the repository root, configured only by environment variables."""
+
+    def __init__(self, env: Mapping[str, str], *, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        self._env = {**base, "PORT": str(self.port), **env}
+        self._workers = workers
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the server's lifetime
+        self._final_output: str | None = None
+
+    def __enter__(self) -> Gunicorn:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", str(self._workers), "wsgi:app"],
+            cwd=REPO_ROOT,
+            env=self._env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_until(self._healthy, timeout=30, what="gunicorn")
+        except TimeoutError:
+            self.__exit__()
+            raise
+        return self
+
+    def _healthy(self) -> bool:
+        if self._process is not None and self._process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited early:\n{self.output()}")
+        return requests.get(f"{self.url}/health", timeout=1).ok
+
+    def output(self) -> str:
+        """Everything gunicorn and the app logged so far (all of it once stopped)."""
+        if self._final_output is not None:
+            return self._final_output
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        if self._final_output is None:
+            self._final_output = self.output()
+            self._log.close()
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` without persistence, on a free loopback port."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+        self._dir = tempfile.TemporaryDirectory()
+
+    def __enter__(self) -> RedisServer:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed; `make test` installs it")
+        self._process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", self._dir.name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(self._answers, timeout=10, what="redis-server")
+        return self
+
+    def _answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        self._dir.cleanup()
