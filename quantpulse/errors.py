@@ -177,11 +177,8 @@ def handle_quantpulse_error(error: QuantPulseError) -> Response:
 
 
 def handle_http_exception(error: HTTPException) -> Response:
-    """Flask's own 404/405/413 and webargs' validation errors, in our envelope.
-
-    webargs answers validation errors with 422; API.md says 400 for bad input.
-    """
-    status = 400 if error.code == 422 else (error.code or 500)
+    """Flask's own 404/405/413 and webargs' validation errors (400), in our envelope."""
+    status = error.code or 500
     message, hint = _http_exception_message(error)
     title = "Bad request" if status == 400 else error.name
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}

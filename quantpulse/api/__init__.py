@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import flask_smorest
 from flask import current_app
+from webargs.flaskparser import FlaskParser
 
 from quantpulse.cache.store import Store
 from quantpulse.service import StockService
@@ -18,6 +20,18 @@ class Components:
 
     service: StockService
     store: Store
+
+
+class _Parser(FlaskParser):
+    """webargs answers invalid input with 422; API.md says 400."""
+
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """A flask-smorest blueprint whose argument validation fails with 400."""
+
+    ARGUMENTS_PARSER = _Parser()
 
 
 def components() -> Components:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_smorest import Blueprint
-
-from quantpulse.api import components
+from quantpulse.api import Blueprint, components
 from quantpulse.cache.store import store_problem
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")

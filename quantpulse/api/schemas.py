@@ -16,6 +16,7 @@ from quantpulse.api.formatting import format_market_cap, format_volume
 from quantpulse.cache.engine import MISS, STALE
 from quantpulse.periods import DEFAULT_PERIOD, SUPPORTED_PERIODS
 from quantpulse.service import DEMO_SOURCE
+from quantpulse.symbols import ParsedSymbol, parse_symbol
 
 CENT = Decimal("0.01")
 
@@ -37,6 +38,26 @@ class UtcTimestamp(fields.Field):
 
 
 # ---- input -------------------------------------------------------------------------------
+
+
+class Symbol(fields.String):
+    """A symbol in API.md's grammar, loaded as a ParsedSymbol.
+
+    A bad one raises InvalidSymbol rather than a ValidationError, so the 400 keeps its hint.
+    """
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> ParsedSymbol:
+        return parse_symbol(super()._deserialize(value, attr, data, **kwargs))
+
+
+class SymbolPathSchema(Schema):
+    symbol = Symbol(
+        required=True,
+        metadata={
+            "description": "NSE/BSE ticker, case-insensitive, optional .NS/.BO/:NSE/:BSE suffix.",
+            "example": "RELIANCE",
+        },
+    )
 
 
 class HistoryQuerySchema(Schema):

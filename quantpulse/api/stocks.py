@@ -6,10 +6,9 @@ import hmac
 from typing import Any
 
 from flask import request
-from flask_smorest import Blueprint
 from werkzeug.routing import BaseConverter, ValidationError
 
-from quantpulse.api import components, current_service
+from quantpulse.api import Blueprint, components, current_service
 from quantpulse.api.schemas import (
     BatchBodySchema,
     BatchQuerySchema,
@@ -18,13 +17,14 @@ from quantpulse.api.schemas import (
     HistorySchema,
     ProfileSchema,
     QuoteSchema,
+    SymbolPathSchema,
 )
 from quantpulse.cache.store import store_problem
 from quantpulse.errors import BadRequest, Forbidden, Unauthorized
 from quantpulse.periods import PERIODS
 from quantpulse.service import Answer, BatchResult
 from quantpulse.status import service_status
-from quantpulse.symbols import parse_symbol
+from quantpulse.symbols import ParsedSymbol
 
 BATCH_HINT = 'Send symbols=A,B in the query string, or a JSON body {"symbols": ["A", "B"]}.'
 
@@ -45,23 +45,30 @@ class SymbolConverter(BaseConverter):
 blp = Blueprint("stocks", __name__, url_prefix="/stock", description="Quotes, history, profiles.")
 
 
+# Views receive the validated path first; Flask also passes the raw ``symbol``, unused.
+Path = dict[str, ParsedSymbol]
+
+
 @blp.route("/<symbol:symbol>")
+@blp.arguments(SymbolPathSchema, location="path")
 @blp.response(200, QuoteSchema)
-def quote(symbol: str) -> Answer[Any]:
-    return current_service().quote(parse_symbol(symbol))
+def quote(path: Path, **_raw: str) -> Answer[Any]:
+    return current_service().quote(path["symbol"])
 
 
 @blp.route("/<symbol:symbol>/historical")
+@blp.arguments(SymbolPathSchema, location="path")
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
-def historical(query: dict[str, str], symbol: str) -> Answer[Any]:
-    return current_service().history(parse_symbol(symbol), PERIODS[query["period"]])
+def historical(path: Path, query: dict[str, str], **_raw: str) -> Answer[Any]:
+    return current_service().history(path["symbol"], PERIODS[query["period"]])
 
 
 @blp.route("/<symbol:symbol>/profile")
+@blp.arguments(SymbolPathSchema, location="path")
 @blp.response(200, ProfileSchema)
-def profile(symbol: str) -> Answer[Any]:
-    return current_service().profile(parse_symbol(symbol))
+def profile(path: Path, **_raw: str) -> Answer[Any]:
+    return current_service().profile(path["symbol"])
 
 
 @blp.route("/quotes", methods=["POST"])
@@ -90,11 +97,12 @@ def status() -> dict[str, Any]:
 
 
 @blp.route("/<symbol:symbol>/cache", methods=["DELETE"])
-def clear_cache(symbol: str) -> dict[str, Any]:
+@blp.arguments(SymbolPathSchema, location="path")
+def clear_cache(path: Path, **_raw: str) -> dict[str, Any]:
     """Admin only. With ADMIN_TOKEN unset nobody is admin, so the answer is always 403."""
     service = current_service()
     require_admin(request.headers.get("Authorization"), service.settings.admin_token)
-    instrument = service.instrument(parse_symbol(symbol))
+    instrument = service.instrument(path["symbol"])
     return {
         "symbol": instrument.ticker,
         "exchange": instrument.exchange,
