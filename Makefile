@@ -8,9 +8,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint unit compose-check redis-server clean
 
-## run: serve on $PORT (default 8000). No REDIS_URL and no keys needed: demo data, embedded store.
+## run: serve on $PORT (default 8000), reading .env if present. No Redis and no keys needed.
 run: $(BIN)/.runtime-installed
-	PORT=$(PORT) $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+	set -a; [ ! -f .env ] || . ./.env; set +a; \
+	PORT=$${PORT:-$(PORT)} exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 ## test: install everything the tests need (incl. Debian's redis-server), lint, validate compose, run pytest.
 test: $(BIN)/.dev-installed redis-server lint compose-check

@@ -48,7 +48,13 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     app.extensions[EXTENSION] = Components(service=build_service(settings, store), store=store)
     register_blueprints(app)
     register_error_handlers(app)
-    CORS(app, origins=list(settings.allowed_origins), expose_headers=["Retry-After"])
+    # always_send=False: no Origin header, no CORS headers (not the first allowed origin).
+    CORS(
+        app,
+        origins=list(settings.allowed_origins),
+        expose_headers=["Retry-After"],
+        always_send=False,
+    )
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, store.backend)
     return app
 

@@ -48,10 +48,10 @@ PERIODS: dict[str, Period] = {
         Period("3mo", "1day", "D", months=3),
         Period("6mo", "1day", "D", months=6),
         Period("1y", "1day", "D", months=12),
-        Period("ytd", "1day", "D", year_to_date=True),
         Period("2y", "1week", "W", months=24),
         Period("5y", "1week", "W", months=60),
         Period("10y", "1month", "M", months=120),
+        Period("ytd", "1day", "D", year_to_date=True),
         Period("max", "1month", "M"),
     )
 }

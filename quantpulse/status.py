@@ -76,6 +76,8 @@ def _cache_stats(service: StockService) -> dict[str, Any]:
     settings = service.settings
     return {
         "backend": service.cache.backend,
+        # Counters are kept per worker process for now; fleet-wide counting is issue #4.
+        "stats_scope": "process",
         "total_entries": service.cache.entry_count(),
         "hits": hits,
         "misses": misses,

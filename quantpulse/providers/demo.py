@@ -4,16 +4,17 @@ Every number is a pure function of (ticker, exchange, date, minute), seeded thro
 never ``hash()`` (randomised per process), so a fleet without API keys serves one consistent
 market. The price model:
 
-* a daily close level: the company's table price at ``ANCHOR``, a per-ticker drift, a few slow
-  sine waves, two octaves of hashed value noise and a hashed daily wiggle. Closed form, so any
-  day costs the same and a 20-year history needs no cumulative walk;
-* each session's open gaps from the previous close; a minute path (Brownian bridge, seeded by
-  ticker and date) runs from that open to that close over 09:15-15:30 IST, with U-shaped volume.
+* a session's close: the table price at ``ANCHOR`` moved by a per-ticker drift, six sine waves
+  from weeks to years long (random-walk-like swings) and a hashed daily wiggle. Closed form, so
+  any day costs the same and a 20-year history needs no cumulative walk;
+* its open gaps from the previous close; a minute path (a Brownian bridge seeded by ticker and
+  date) runs from that open to that close over 09:15-15:30 IST, with U-shaped volume.
 
-Quotes and the latest sessions' bars read the minute path; older daily bars take their high and
-low from a cheap hashed range. Every price goes through the same float → tick rounding, so the
-latest daily close is exactly the quote's price and the one before it the previous close. A BSE
-listing is the NSE one scaled by a tiny per-day basis, with a fraction of the volume.
+Quotes and the latest sessions' daily bars read the minute path, so they agree with the intraday
+bars; older daily bars take their high and low from a hashed range. Every price goes through one
+float -> tick rounding, so the latest daily close is exactly the quote's price and the close
+before it the quote's previous close. A BSE listing is the NSE one scaled by a tiny per-day
+basis, with a fraction of the volume.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import math
 import random
 import struct
+from calendar import monthrange
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -48,18 +50,21 @@ from quantpulse.symbols import Instrument
 CURRENCY = "INR"
 TICK = Decimal("0.05")  # NSE tick size
 SESSION_MINUTES = 375  # 09:15-15:30
-ANCHOR = date(2026, 1, 1)  # the day the level equals the table price (before noise)
+ANCHOR = date(2026, 1, 1)  # where the trend passes through the table price
 MAX_YEARS = 20
 DAILY_VOLATILITY = 0.013
 DAILY_WIGGLE = 0.006
 OPENING_GAP = 0.004
 TURNOVER = 0.0008  # share of the outstanding shares traded on an average day
-WAVES = ((0.03, 0.7), (0.06, 2.3), (0.12, 5.9))  # log amplitude, period in years
+# Slow waves in the log price (log amplitude, period in years); longer waves swing further, as
+# a random walk would, and each ticker stretches the periods and shifts the phases its own way.
+WAVES = ((0.02, 0.06), (0.035, 0.17), (0.055, 0.45), (0.08, 1.2), (0.12, 3.1), (0.18, 7.5))
 PRIMARY_EXCHANGE = "NSE"
 BSE_BASIS = 0.0004
 BSE_VOLUME_SHARE = 0.08
 PATH_DETAIL_SESSIONS = 5  # recent sessions whose daily bars come from the minute path
-_SQRT3 = math.sqrt(3)
+_ANCHOR_ORDINAL = ANCHOR.toordinal()
+_TRIANGULAR_SCALE = math.sqrt(6) / 65536
 _BUCKETS: dict[str, Callable[[date], object]] = {
     "1day": lambda day: day,
     "1week": lambda day: day.isocalendar()[:2],
@@ -86,7 +91,7 @@ class DemoProvider:
         return History(period.interval, normalise_bars(bars(instrument, period, now), period))
 
     def profile(self, instrument: Instrument) -> Profile:
-        """Table facts; an unknown ticker keeps its ticker as name rather than an invented one."""
+        """Table facts, the market cap at the demo price; an unknown ticker gets no invented facts."""
         company = companies.lookup(instrument.ticker)
         if company is None:
             return Profile(instrument.ticker, None, None, None, None, None, None, CURRENCY)
@@ -113,12 +118,20 @@ class _Ohlcv(NamedTuple):
 
 @dataclass(frozen=True)
 class _Shape:
-    """Per-ticker parameters of the price model (exchange-independent)."""
+    """Per-ticker parameters of the price model; both exchanges share them."""
 
     base_price: float
     daily_volume: float
     drift: float
-    waves: tuple[tuple[float, float, float], ...]  # amplitude, period in years, phase
+    waves: tuple[tuple[float, float, float], ...]  # log amplitude, radians per year, phase
+
+    def close(self, day: date, wiggle: float) -> float:
+        """A session's close on the primary book in closed form: no walk to accumulate."""
+        years = (day.toordinal() - _ANCHOR_ORDINAL) / 365.25
+        log_level = self.drift * years + DAILY_WIGGLE * wiggle
+        for amplitude, frequency, phase in self.waves:
+            log_level += amplitude * (math.sin(frequency * years + phase) - math.sin(phase))
+        return self.base_price * math.exp(log_level)
 
 
 @dataclass(frozen=True)
@@ -139,7 +152,8 @@ def _quote(instrument: Instrument, now: datetime) -> Quote:
     day, minute = _latest_minute(now)
     today = _session(instrument, day).bar(0, minute)
     price = _tick(today.close)
-    previous_close = _tick(_day(instrument, _previous_session(day)).close)
+    (previous,) = _closed_form(instrument, [_previous_session(day)])
+    previous_close = _tick(previous.close)
     change, percent = price_move(price, previous_close, None, None)
     return Quote(
         symbol=instrument.ticker,
@@ -164,7 +178,7 @@ def _intraday_bars(instrument: Instrument, period: Period, now: datetime) -> Ite
     latest, minute = _latest_minute(now)
     for day in _sessions_back(latest, period.sessions or 1):
         session = _session(instrument, day)
-        last = minute if day == latest else SESSION_MINUTES
+        last = _minutes_traded(day, latest, minute)
         for start in range(0, max(last, 1), width):
             moment = _session_start(day) + timedelta(minutes=start)
             yield _bar(bar_date(moment, intraday=True), session.bar(start, min(start + width, last)))
@@ -179,59 +193,78 @@ def _daily_bars(instrument: Instrument, period: Period, now: datetime) -> Iterat
     latest, minute = _latest_minute(now)
     today = now.astimezone(IST).date()
     start = period.start_date(today) or months_before(today, MAX_YEARS * 12)
-    detailed = _sessions_back(latest, PATH_DETAIL_SESSIONS)[0]
-    daily = []
-    for day in filter(is_trading_day, _days(start, latest)):
-        if day < detailed:
-            daily.append((day, _closed_form_bar(instrument, day)))
-        else:
-            last = minute if day == latest else SESSION_MINUTES
+    recent = _sessions_back(latest, PATH_DETAIL_SESSIONS)
+    daily = _closed_form_bars(instrument, start, recent[0] - timedelta(days=1))
+    for day in recent:
+        if day >= start:
+            last = _minutes_traded(day, latest, minute)
             daily.append((day, _session(instrument, day).bar(0, last)))
-    for _, group in groupby(daily, key=lambda item: _BUCKETS[period.interval](item[0])):
+    bucket = _BUCKETS[period.interval]
+    for _, group in groupby(daily, key=lambda pair: bucket(pair[0])):
         members = list(group)
         label = bar_date(_session_start(members[0][0]), intraday=False)
         yield _bar(label, _merge([bar for _, bar in members]))
 
 
-class _Day(NamedTuple):
-    """Closed-form facts of one session of one listing, shared by paths and daily bars."""
+def _closed_form_bars(instrument: Instrument, first: date, last: date) -> list[tuple[date, _Ohlcv]]:
+    """The sessions from ``first`` to ``last``, computed and kept a calendar month at a time."""
+    bars = []
+    for index in range(first.year * 12 + first.month - 1, last.year * 12 + last.month):
+        year, month = divmod(index, 12)
+        month_bars = _closed_form_month(instrument, year, month + 1)
+        bars.extend(pair for pair in month_bars if first <= pair[0] <= last)
+    return bars
 
-    open: float
-    close: float
-    volume: float
-    up: float
-    down: float
+
+@lru_cache(maxsize=1024)
+def _closed_form_month(instrument: Instrument, year: int, month: int) -> tuple[tuple[date, _Ohlcv], ...]:
+    """Cached because long histories revisit the same months; demo data never enters the store."""
+    days = [date(year, month, n) for n in range(1, monthrange(year, month)[1] + 1)]
+    sessions = [day for day in days if is_trading_day(day)]
+    return tuple(zip(sessions, _closed_form(instrument, sessions), strict=True))
 
 
-def _day(instrument: Instrument, day: date) -> _Day:
+def _closed_form(instrument: Instrument, days: Sequence[date]) -> list[_Ohlcv]:
+    """Bars of consecutive sessions: a hash and a few sines per day, O(1) whatever the date.
+
+    Each open gaps from the session before, so the loop carries the previous close along.
+    """
     ticker = instrument.ticker
-    gap, activity, basis = _normals(f"{ticker}|session|{day.toordinal()}", 3)
-    up, down = _uniforms(f"{ticker}|range|{day.toordinal()}", 2)
-    factor = 1.0 if instrument.exchange == PRIMARY_EXCHANGE else 1 + BSE_BASIS * basis
-    volume = _shape(ticker).daily_volume * math.exp(0.35 * activity)
-    if instrument.exchange != PRIMARY_EXCHANGE:
-        volume *= BSE_VOLUME_SHARE
-    open_ = _level(ticker, _previous_session(day)) * math.exp(OPENING_GAP * gap)
-    return _Day(open_ * factor, _level(ticker, day) * factor, volume, up, down)
+    shape = _shape(ticker)
+    primary = instrument.exchange == PRIMARY_EXCHANGE
+    previous = _previous_session(days[0])
+    previous_close = shape.close(previous, _draws(ticker, previous)[0])
+    bars = []
+    for day in days:
+        wiggle, gap, activity, basis, high_reach, low_reach = _draws(ticker, day)
+        close = shape.close(day, wiggle)
+        open_ = previous_close * math.exp(OPENING_GAP * gap)
+        previous_close = close
+        factor = 1.0 if primary else 1 + BSE_BASIS * basis
+        high = max(open_, close) * factor * (1 + abs(high_reach) * DAILY_VOLATILITY / 2)
+        low = min(open_, close) * factor * (1 - abs(low_reach) * DAILY_VOLATILITY / 2)
+        volume = shape.daily_volume * math.exp(0.35 * activity) * (1.0 if primary else BSE_VOLUME_SHARE)
+        bars.append(_Ohlcv(open_ * factor, high, low, close * factor, int(volume)))
+    return bars
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=128)
 def _session(instrument: Instrument, day: date) -> _Session:
     """A Brownian bridge from the day's open to its close; endpoints set exactly, not recomputed."""
-    facts = _day(instrument, day)
-    rng = random.Random(_seed(f"{instrument.ticker}|{day.isoformat()}|path"))
+    (day_bar,) = _closed_form(instrument, [day])
+    rng = random.Random(_seed(f"{instrument.ticker}|{day.toordinal()}|path"))
     step = DAILY_VOLATILITY / math.sqrt(SESSION_MINUTES)
     walk = [0.0]
     for _ in range(SESSION_MINUTES):
         walk.append(walk[-1] + rng.gauss(0, step))
-    log_open = math.log(facts.open)
-    drift = math.log(facts.close) - log_open - walk[-1]
+    log_open = math.log(day_bar.open)
+    drift = math.log(day_bar.close) - log_open - walk[-1]
     path = [math.exp(log_open + w + drift * i / SESSION_MINUTES) for i, w in enumerate(walk)]
-    path[0], path[-1] = facts.open, facts.close
-    return _Session(tuple(path), _volume_curve(rng, facts.volume))
+    path[0], path[-1] = day_bar.open, day_bar.close
+    return _Session(tuple(path), _volume_curve(rng, day_bar.volume))
 
 
-def _volume_curve(rng: random.Random, total: float) -> tuple[int, ...]:
+def _volume_curve(rng: random.Random, total: int) -> tuple[int, ...]:
     """Cumulative volume, heavier near the open and the close, as on a real exchange."""
     weights = [0.0]
     for minute in range(1, SESSION_MINUTES + 1):
@@ -240,70 +273,31 @@ def _volume_curve(rng: random.Random, total: float) -> tuple[int, ...]:
     return tuple(int(total * w / weights[-1]) for w in weights)
 
 
-@lru_cache(maxsize=32768)
-def _level(ticker: str, day: date) -> float:
-    """The closing price of a session on the primary book, in closed form."""
-    shape = _shape(ticker)
-    years = (day - ANCHOR).days / 365.25
-    log_level = shape.drift * years
-    for amplitude, period, phase in shape.waves:
-        log_level += amplitude * (math.sin(2 * math.pi * years / period + phase) - math.sin(phase))
-    log_level += _value_noise(ticker, day, 7, 0.03) + _value_noise(ticker, day, 41, 0.07)
-    log_level += DAILY_WIGGLE * _draws(ticker, day, 1)[0]
-    return shape.base_price * math.exp(log_level)
-
-
-def _value_noise(ticker: str, day: date, span: int, amplitude: float) -> float:
-    """Smoothly interpolated random knots every ``span`` days: wandering trends, not jitter."""
-    knot, offset = divmod(day.toordinal(), span)
-    t = offset / span
-    weight = t * t * (3 - 2 * t)
-    before, after = _knot(ticker, span, knot), _knot(ticker, span, knot + 1)
-    return amplitude * (before + (after - before) * weight)
-
-
-@lru_cache(maxsize=8192)
-def _knot(ticker: str, span: int, knot: int) -> float:
-    return _draws(f"{ticker}|{span}", knot, 1)[0]
-
-
 @lru_cache(maxsize=4096)
 def _shape(ticker: str) -> _Shape:
     """Table price and share count when known; otherwise a plausible INR 50-5000 stock."""
     company = companies.lookup(ticker)
-    size, liquidity, drift, *phases = _uniforms(f"{ticker}|shape", 3 + len(WAVES))
+    size, liquidity, drift, *spread = (word / 65536 for word in _words(f"{ticker}|shape", 3 + 2 * len(WAVES)))
     if company is None:
         base_price, daily_volume = 50 * 100**size, 1e5 * 50**liquidity
     else:
         base_price, daily_volume = float(company.price), company.shares * TURNOVER
     waves = tuple(
-        (amplitude, years, phase * 2 * math.pi)
-        for (amplitude, years), phase in zip(WAVES, phases, strict=True)
+        (amplitude, 2 * math.pi / (years * (0.8 + 0.45 * stretch)), 2 * math.pi * phase)
+        for (amplitude, years), stretch, phase in zip(WAVES, spread[::2], spread[1::2], strict=True)
     )
     return _Shape(base_price, daily_volume, 0.06 + 0.10 * drift, waves)
 
 
-def _basis(instrument: Instrument, day: date) -> float:
-    """BSE trades within a few paise (a few rupees on dear stocks) of NSE."""
-    if instrument.exchange == PRIMARY_EXCHANGE:
-        return 1.0
-    return 1 + BSE_BASIS * _draws(f"{instrument.ticker}|{instrument.exchange}", day, 1)[0]
-
-
-def _draws(key: str, when: object, count: int) -> tuple[float, ...]:
-    """Roughly standard-normal numbers (Irwin-Hall: a sum of four uniforms) for a key and a date."""
-    words = _words(f"{key}|{when}", 4 * count)
-    return tuple((sum(words[i : i + 4]) / 65536 - 2) * _SQRT3 for i in range(0, 4 * count, 4))
-
-
-def _uniforms(key: str, count: int) -> tuple[float, ...]:
-    return tuple(word / 65536 for word in _words(key, count))
+def _draws(ticker: str, day: date) -> list[float]:
+    """A day's six standard-triangular numbers (mean 0, sd 1): near enough normal, and cheap."""
+    words = _words(f"{ticker}|{day.toordinal()}", 12)
+    return [(a - b) * _TRIANGULAR_SCALE for a, b in zip(words[:6], words[6:], strict=True)]
 
 
 def _words(key: str, count: int) -> tuple[int, ...]:
     """Up to 32 16-bit numbers from blake2b: the same in every process, unlike ``hash()``."""
-    digest = hashlib.blake2b(key.encode(), digest_size=2 * count).digest()
-    return struct.unpack(f"<{count}H", digest)
+    return struct.unpack(f"<{count}H", hashlib.blake2b(key.encode(), digest_size=2 * count).digest())
 
 
 def _seed(key: str) -> int:
@@ -320,6 +314,11 @@ def _latest_minute(now: datetime) -> tuple[date, int]:
     return day, int(min(elapsed, SESSION_MINUTES))
 
 
+def _minutes_traded(day: date, latest: date, minute: int) -> int:
+    """Only the latest session can still be in progress."""
+    return minute if day == latest else SESSION_MINUTES
+
+
 def _previous_session(day: date) -> date:
     return last_trading_day(day - timedelta(days=1))
 
@@ -330,11 +329,6 @@ def _sessions_back(latest: date, count: int) -> list[date]:
     while len(days) < count:
         days.append(_previous_session(days[-1]))
     return days[::-1]
-
-
-def _days(start: date, end: date) -> Iterator[date]:
-    for offset in range((end - start).days + 1):
-        yield start + timedelta(days=offset)
 
 
 def _session_start(day: date) -> datetime:

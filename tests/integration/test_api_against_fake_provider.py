@@ -425,6 +425,7 @@ def test_api_keys_never_travel_in_urls_or_show_in_status(client, upstream):
 def test_cors_allows_the_local_dev_front_end_and_nobody_else(client):
     allowed = client.get("/stock/RELIANCE", headers={"Origin": "http://localhost:5173"})
     denied = client.get("/stock/RELIANCE", headers={"Origin": "https://evil.example"})
+    no_origin = client.get("/stock/RELIANCE")
     preflight = client.options(
         "/stock/quotes",
         headers={
@@ -436,6 +437,7 @@ def test_cors_allows_the_local_dev_front_end_and_nobody_else(client):
 
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
     assert "Access-Control-Allow-Origin" not in denied.headers
+    assert "Access-Control-Allow-Origin" not in no_origin.headers
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
 
@@ -460,6 +462,12 @@ def test_admin_route_is_forbidden_to_everyone_without_admin_token(make_app: Call
     response = client.delete("/stock/RELIANCE/cache", headers={"Authorization": "Bearer anything"})
 
     assert_envelope(response, 403)
+
+
+def test_status_lists_periods_in_contract_order(client):
+    periods = client.get("/stock/service/status").get_json()["status"]["supported_periods"]
+
+    assert periods == ["1d", "5d", "1mo", "3mo", "6mo", "1y", "2y", "5y", "10y", "ytd", "max"]
 
 
 def test_health_and_readiness(client: FlaskClient):
