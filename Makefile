@@ -22,7 +22,7 @@ unit: $(BIN)/.dev-installed
 	$(BIN)/pytest tests/unit
 
 lint: $(BIN)/.dev-installed
-	$(BIN)/ruff check quantpulse tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check quantpulse tests wsgi.py gunicorn.conf.py
 
 ## compose-check: `docker-compose config` from docker-compose 1.29.2 (pip, own virtualenv).
 compose-check: $(COMPOSE_VENV)/bin/docker-compose

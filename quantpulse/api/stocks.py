@@ -26,7 +26,10 @@ from quantpulse.service import Answer, BatchResult
 from quantpulse.status import service_status
 from quantpulse.symbols import ParsedSymbol
 
-BATCH_HINT = 'Send symbols=A,B in the query string, or a JSON body {"symbols": ["A", "B"]}.'
+BATCH_HINT = (
+    'Send symbols=A,B in the query string, or a JSON body {"symbols": ["A", "B"]} '
+    "with Content-Type: application/json."
+)
 
 
 class SymbolConverter(BaseConverter):
