@@ -16,3 +16,6 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn 27's control socket defaults to one path per user, which two instances on one
+# machine would fight over; the platform manages processes, so it is not needed.
+control_socket_disable = True
