@@ -17,8 +17,9 @@ from requests.adapters import HTTPAdapter
 
 from quantpulse.api import EXTENSION, Components, health, stocks
 from quantpulse.cache.engine import CacheEngine
+from quantpulse.cache.locks import FillLocks
 from quantpulse.cache.stats import Stats
-from quantpulse.cache.store import Store, connect_store
+from quantpulse.cache.store import Stores, connect_stores
 from quantpulse.config import Settings
 from quantpulse.errors import register_error_handlers
 from quantpulse.provider_chain import ProviderChain
@@ -33,7 +34,7 @@ __all__ = ["create_app"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> Flask:
+def create_app(settings: Settings | None = None, *, stores: Stores | None = None) -> Flask:
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     app = Flask(__name__)
@@ -44,8 +45,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         OPENAPI_VERSION="3.0.3",
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    store = store or connect_store(settings)
-    app.extensions[EXTENSION] = Components(service=build_service(settings, store), store=store)
+    stores = stores or connect_stores(settings)
+    app.extensions[EXTENSION] = Components(service=build_service(settings, stores), stores=stores)
     register_blueprints(app)
     register_error_handlers(app)
     # always_send=False: no Origin header, no CORS headers (not the first allowed origin).
@@ -55,13 +56,21 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         expose_headers=["Retry-After"],
         always_send=False,
     )
-    log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, store.backend)
+    log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
     return app
 
 
-def build_service(settings: Settings, store: Store) -> StockService:
-    stats = Stats()
-    cache = CacheEngine(store, stats, wait_timeout=settings.provider_timeout * 2 + 2)
+def build_service(settings: Settings, stores: Stores) -> StockService:
+    stats = Stats(stores.primary.client)
+    cache = CacheEngine(
+        stores,
+        stats,
+        FillLocks(settings.lock_ttl),
+        ThreadPoolExecutor(2, thread_name_prefix="refresh"),
+        negative_ttl=settings.negative_ttl,
+        failure_ttl=settings.failure_ttl,
+        wait_timeout=fill_wait_timeout(settings),
+    )
     return StockService(
         settings=settings,
         chain=build_chain(settings, stats),
@@ -69,6 +78,11 @@ def build_service(settings: Settings, store: Store) -> StockService:
         cache=cache,
         stats=stats,
     )
+
+
+def fill_wait_timeout(settings: Settings) -> float:
+    """Longest a waiter waits for another worker's fill: two providers, two attempts each."""
+    return settings.provider_timeout * 4 + settings.lock_ttl
 
 
 def build_chain(settings: Settings, observer: UpstreamObserver) -> ProviderChain:

@@ -41,6 +41,13 @@ class Settings:
     quote_ttl: int = 60
     historical_ttl: int = 300
     profile_ttl: int = 86400
+    quote_stale_ttl: int = 300
+    historical_stale_ttl: int = 3600
+    profile_stale_ttl: int = 7 * 86400
+    negative_ttl: int = 60
+    failure_ttl: int = 5
+    lock_ttl: float = 10.0
+    redis_timeout: float = 1.0
     cache_max_size: int = 10000
     log_level: str = "INFO"
     admin_token: str | None = field(default=None, repr=False)
@@ -76,6 +83,15 @@ class Settings:
             quote_ttl=env.ttl("QUOTE_TTL"),
             historical_ttl=env.ttl("HISTORICAL_TTL"),
             profile_ttl=env.ttl("PROFILE_TTL"),
+            quote_stale_ttl=env.integer("QUOTE_STALE_TTL", cls.quote_stale_ttl, allow_zero=True),
+            historical_stale_ttl=env.integer(
+                "HISTORICAL_STALE_TTL", cls.historical_stale_ttl, allow_zero=True
+            ),
+            profile_stale_ttl=env.integer("PROFILE_STALE_TTL", cls.profile_stale_ttl, allow_zero=True),
+            negative_ttl=env.integer("NEGATIVE_TTL", cls.negative_ttl),
+            failure_ttl=env.integer("FAILURE_TTL", cls.failure_ttl, allow_zero=True),
+            lock_ttl=env.number("LOCK_TTL", cls.lock_ttl),
+            redis_timeout=env.number("REDIS_TIMEOUT", cls.redis_timeout),
             cache_max_size=env.integer("CACHE_MAX_SIZE", cls.cache_max_size),
             log_level=env.text("LOG_LEVEL", cls.log_level).upper(),
             admin_token=env.secret("ADMIN_TOKEN"),
@@ -108,13 +124,13 @@ class _Env:
             return default
         return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
 
-    def integer(self, name: str, default: int) -> int:
-        value = self.number(name, default)
+    def integer(self, name: str, default: int, *, allow_zero: bool = False) -> int:
+        value = self.number(name, default, allow_zero=allow_zero)
         if value != int(value):
             raise ConfigurationError(f"{name} must be a whole number, got {value}")
         return int(value)
 
-    def number(self, name: str, default: float) -> float:
+    def number(self, name: str, default: float, *, allow_zero: bool = False) -> float:
         raw = self._raw(name)
         if raw is None:
             return default
@@ -122,7 +138,7 @@ class _Env:
             value = float(raw)
         except ValueError:
             raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
-        if value <= 0:
+        if value < 0 or (value == 0 and not allow_zero):
             raise ConfigurationError(f"{name} must be positive, got {raw!r}")
         return value
 

@@ -68,6 +68,13 @@ class SymbolNotFound(QuantPulseError):
     status = 404
     title = "Symbol not found"
 
+    @classmethod
+    def of(cls, instrument: Any) -> SymbolNotFound:
+        return cls(
+            f"No listing found for {instrument.ticker} on {instrument.exchange}.",
+            hint="Check the ticker; use .BO or :BSE for a BSE listing.",
+        )
+
 
 class ServiceUnavailable(QuantPulseError):
     """Nothing fresh, stale or allowed demo can be served right now."""
@@ -81,6 +88,18 @@ class ServiceUnavailable(QuantPulseError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after)}
+
+
+class ProvidersExhausted(ServiceUnavailable):
+    """No live provider could answer; stale or demo data may still be served instead."""
+
+    def __init__(self, reason: str, *, retry_after: int | None = None) -> None:
+        super().__init__(
+            f"No data source can serve this request right now ({reason}).",
+            retry_after=retry_after,
+            hint="Try again later.",
+        )
+        self.reason = reason
 
 
 class FailureKind(enum.StrEnum):

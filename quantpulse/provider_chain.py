@@ -13,25 +13,13 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from quantpulse.cache.engine import Entry
-from quantpulse.errors import ProviderError, QuantPulseError, ServiceUnavailable, SymbolNotFound
+from quantpulse.cache.entry import Entry
+from quantpulse.errors import ProviderError, ProvidersExhausted, QuantPulseError, SymbolNotFound
 from quantpulse.providers.base import Provider
 from quantpulse.symbols import Instrument
 
 T = TypeVar("T")
 ProviderCall = Callable[[Provider, list[Instrument]], dict[Instrument, T | ProviderError]]
-
-
-class ProvidersExhausted(ServiceUnavailable):
-    """No live provider could answer; stale or demo data may still be served instead."""
-
-    def __init__(self, reason: str, *, retry_after: int | None = None) -> None:
-        super().__init__(
-            f"No data source can serve this request right now ({reason}).",
-            retry_after=retry_after,
-            hint="Try again later.",
-        )
-        self.reason = reason
 
 
 class ProviderChain:
@@ -60,7 +48,7 @@ class ProviderChain:
                     reason = _reason(failures[instrument]) or None
                     results[instrument] = Entry(outcome, provider.name, time.time(), reason)
                 elif outcome.is_verdict:
-                    results[instrument] = _not_found(instrument)
+                    results[instrument] = SymbolNotFound.of(instrument)
                 else:
                     failures[instrument].append(outcome)
                     still_pending.append(instrument)
@@ -78,13 +66,6 @@ class ProviderChain:
 
 def _reason(failures: list[ProviderError]) -> str:
     return "; ".join(failure.summary() for failure in failures)
-
-
-def _not_found(instrument: Instrument) -> SymbolNotFound:
-    return SymbolNotFound(
-        f"No listing found for {instrument.ticker} on {instrument.exchange}.",
-        hint="Check the ticker; use .BO or :BSE for a BSE listing.",
-    )
 
 
 def one_by_one(op: Callable[[Provider, Instrument], T]) -> ProviderCall[T]:

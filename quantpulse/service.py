@@ -14,13 +14,14 @@ from typing import Any, Generic, TypeVar
 
 from quantpulse import companies
 from quantpulse.cache import stats as counters
-from quantpulse.cache.engine import MISS, CacheEngine, CacheKey, Entry, Kind, Served
+from quantpulse.cache.engine import CacheEngine
+from quantpulse.cache.entry import MISS, CacheKey, Entry, Kind, Served, missing_key
 from quantpulse.cache.stats import Stats
 from quantpulse.config import Settings
-from quantpulse.errors import BadRequest, QuantPulseError
+from quantpulse.errors import BadRequest, ProvidersExhausted, QuantPulseError
 from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import PERIODS, Period
-from quantpulse.provider_chain import ProviderCall, ProviderChain, ProvidersExhausted, one_by_one
+from quantpulse.provider_chain import ProviderCall, ProviderChain, one_by_one
 from quantpulse.providers.base import Provider
 from quantpulse.symbols import Instrument, ParsedSymbol, parse_symbol
 
@@ -40,9 +41,9 @@ class Kinds:
     @classmethod
     def from_settings(cls, settings: Settings) -> Kinds:
         return cls(
-            quote=Kind("quote", Quote, settings.quote_ttl),
-            history=Kind("history", History, settings.historical_ttl),
-            profile=Kind("profile", Profile, settings.profile_ttl),
+            quote=Kind("quote", Quote, settings.quote_ttl, settings.quote_stale_ttl),
+            history=Kind("history", History, settings.historical_ttl, settings.historical_stale_ttl),
+            profile=Kind("profile", Profile, settings.profile_ttl, settings.profile_stale_ttl),
         )
 
 
@@ -136,10 +137,10 @@ class StockService:
         return BatchResult(quotes=quotes, errors=errors)
 
     def forget(self, instrument: Instrument) -> int:
-        """Drop every cached entry of one instrument; returns how many existed."""
+        """Drop every cached entry of one instrument, its negative entry too; returns how many existed."""
         keys = [CacheKey(self.kinds.quote, instrument), CacheKey(self.kinds.profile, instrument)]
         keys += [CacheKey(self.kinds.history, instrument, name) for name in PERIODS]
-        return self.cache.delete(keys)
+        return self.cache.delete([key.redis_key for key in keys] + [missing_key(instrument)])
 
     def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Served[Quote] | QuantPulseError]:
         outcomes = self._serve(

@@ -1,7 +1,12 @@
-"""The service-status document (API.md, "Status body"), assembled from the live collaborators."""
+"""The service-status document (API.md, "Status body"), assembled from the live collaborators.
+
+Counters come from the shared store, so every instance reports the same fleet-wide numbers;
+``stats_scope`` says ``process`` when the store was unreachable and only local numbers show.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,38 +28,39 @@ ENDPOINTS = {
 }
 
 
-def service_status(service: StockService, *, store_ok: bool) -> dict[str, Any]:
+def service_status(service: StockService, *, store_problem: str | None) -> dict[str, Any]:
     configured = {provider.name for provider in service.chain.providers}
-    live_usable = bool(configured)
+    counts, last_errors, shared = service.stats.snapshot()
     return {
         "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "status": {
             "service": "StockService",
-            "status": "operational" if store_ok and live_usable else "degraded",
-            "provider_status": _provider_status(service, configured),
-            "cache_stats": _cache_stats(service),
+            "status": "operational" if store_problem is None and configured else "degraded",
+            "provider_status": _provider_status(service, configured, counts, last_errors),
+            "cache_stats": _cache_stats(service, counts, shared, store_problem),
             "supported_periods": list(SUPPORTED_PERIODS),
         },
         "endpoints": ENDPOINTS,
     }
 
 
-def _provider_status(service: StockService, configured: set[str]) -> dict[str, Any]:
-    stats = service.stats
+def _provider_status(
+    service: StockService, configured: set[str], counts: Counter[str], last_errors: dict[str, str]
+) -> dict[str, Any]:
     providers: dict[str, Any] = {
         name: {
             "configured": name in configured,
             "state": "ok" if name in configured else "disabled",
-            "calls": stats.count(counters.calls_counter(name)),
-            "failures": stats.count(counters.failures_counter(name)),
+            "calls": counts[counters.calls_counter(name)],
+            "failures": counts[counters.failures_counter(name)],
             "failures_by_kind": {
-                kind.value: stats.count(counters.failures_counter(name, kind)) for kind in FailureKind
+                kind.value: counts[counters.failures_counter(name, kind)] for kind in FailureKind
             },
-            "last_error": stats.last_error(name),
+            "last_error": last_errors.get(name),
         }
         for name in LIVE_PROVIDERS
     }
-    providers["demo"] = {"served": stats.count(counters.DEMO_SERVED)}
+    providers["demo"] = {"served": counts[counters.DEMO_SERVED]}
     primary, fallback = LIVE_PROVIDERS
     return {
         "mode": service.settings.stock_provider,
@@ -67,27 +73,33 @@ def _provider_status(service: StockService, configured: set[str]) -> dict[str, A
     }
 
 
-def _cache_stats(service: StockService) -> dict[str, Any]:
-    stats = service.stats
-    hits, stale, misses = (
-        stats.count(name) for name in (counters.HITS, counters.STALE_SERVED, counters.MISSES)
-    )
+def _cache_stats(
+    service: StockService, counts: Counter[str], shared: bool, store_problem: str | None
+) -> dict[str, Any]:
+    hits, stale, misses = counts[counters.HITS], counts[counters.STALE_SERVED], counts[counters.MISSES]
     served = hits + stale + misses
     settings = service.settings
     return {
         "backend": service.cache.backend,
-        # Counters are kept per worker process for now; fleet-wide counting is issue #4.
-        "stats_scope": "process",
+        "stats_scope": "fleet" if shared else "process",
+        "store_problem": store_problem,
         "total_entries": service.cache.entry_count(),
         "hits": hits,
         "misses": misses,
         "stale_served": stale,
-        "coalesced_waits": stats.count(counters.COALESCED_WAITS),
-        "lock_takeovers": stats.count(counters.LOCK_TAKEOVERS),
+        "coalesced_waits": counts[counters.COALESCED_WAITS],
+        "lock_takeovers": counts[counters.LOCK_TAKEOVERS],
+        "background_refreshes": counts[counters.REFRESHES],
         "hit_rate": round((hits + stale) / served, 4) if served else 0.0,
         "cache_settings": {
             "stock_quote": settings.quote_ttl,
             "historical_data": settings.historical_ttl,
             "company_profile": settings.profile_ttl,
         },
+        "stale_windows": {
+            "stock_quote": settings.quote_stale_ttl,
+            "historical_data": settings.historical_stale_ttl,
+            "company_profile": settings.profile_stale_ttl,
+        },
+        "negative_ttl": settings.negative_ttl,
     }

@@ -11,7 +11,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from quantpulse import create_app
-from quantpulse.cache.store import embedded_store
+from quantpulse.cache.store import Stores, embedded_store
 from quantpulse.config import Settings
 from tests.fakes.provider_server import FakeProviderServer
 
@@ -44,7 +44,7 @@ def make_app(settings: Settings) -> Callable[..., Flask]:
     """Build the real app with settings overrides, e.g. ``make_app(stock_provider="demo")``."""
 
     def build(**overrides: Any) -> Flask:
-        app = create_app(dataclasses.replace(settings, **overrides), store=embedded_store(1000))
+        app = create_app(dataclasses.replace(settings, **overrides), stores=Stores(embedded_store(1000)))
         return app
 
     return build

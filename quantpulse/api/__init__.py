@@ -8,7 +8,7 @@ import flask_smorest
 from flask import current_app
 from webargs.flaskparser import FlaskParser
 
-from quantpulse.cache.store import Store
+from quantpulse.cache.store import Stores
 from quantpulse.service import StockService
 
 EXTENSION = "quantpulse"
@@ -19,7 +19,7 @@ class Components:
     """What the app factory built, kept in ``app.extensions`` for the views."""
 
     service: StockService
-    store: Store
+    stores: Stores
 
 
 class _Parser(FlaskParser):

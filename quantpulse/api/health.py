@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from quantpulse.api import Blueprint, components
-from quantpulse.cache.store import store_problem
 
 blp = Blueprint("health", __name__, url_prefix="/health", description="Liveness and readiness.")
 
@@ -17,8 +16,8 @@ def health() -> dict[str, Any]:
 
 @blp.route("/ready")
 def ready() -> tuple[dict[str, Any], int]:
-    store = components().store
-    problem = store_problem(store)
+    stores = components().stores
+    problem = stores.problem()
     if problem is None:
-        return {"status": "ready", "backend": store.backend, "reason": None}, 200
-    return {"status": "degraded", "backend": store.backend, "reason": problem}, 503
+        return {"status": "ready", "backend": stores.backend, "reason": None}, 200
+    return {"status": "degraded", "backend": stores.backend, "reason": problem}, 503

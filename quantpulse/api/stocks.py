@@ -19,7 +19,6 @@ from quantpulse.api.schemas import (
     QuoteSchema,
     SymbolPathSchema,
 )
-from quantpulse.cache.store import store_problem
 from quantpulse.errors import BadRequest, Forbidden, Unauthorized
 from quantpulse.periods import PERIODS
 from quantpulse.service import Answer, BatchResult
@@ -96,7 +95,7 @@ def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[st
 @blp.route("/service/status")
 def status() -> dict[str, Any]:
     parts = components()
-    return service_status(parts.service, store_ok=store_problem(parts.store) is None)
+    return service_status(parts.service, store_problem=parts.stores.problem())
 
 
 @blp.route("/<symbol:symbol>/cache", methods=["DELETE"])

@@ -1,8 +1,17 @@
-"""Get-or-fetch over the store: per-type TTLs, JSON entries, in-process coalescing.
+"""Get-or-fetch for the whole fleet: fresh hits, stale-while-revalidate, single-flight fills.
 
-Every data type goes through ``get_or_fetch_many``: a single quote is a batch of one, so the
-single and batch routes share one cache path. Entries are JSON with the value, where it came
-from and when we fetched it, so ``redis-cli`` shows them and ``age_seconds`` tells the truth.
+Every data type goes through ``get_or_fetch_many`` (a single quote is a batch of one):
+
+* fresh entry → served (``hit``); negative entry → 404 (``hit`` of a verdict);
+* stale entry (past its TTL, inside its stale window) → served at once (``stale``) while one
+  background refresh runs fleet-wide, under the same fill lock;
+* no entry → one caller per process (local flight) competes for the fleet-wide fill lock; the
+  winner fetches, writes, releases and publishes; everyone else waits for that push
+  (``coalesced``), bounded by the holder's lock time and ``wait_timeout``. A lock whose owner
+  died expires and is taken over. A failed fill is recorded briefly, so waiters and newcomers
+  share the failure instead of stampeding the providers.
+
+If the shared store stops answering, the same code runs on the in-process fallback store.
 """
 
 from __future__ import annotations
@@ -11,95 +20,79 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
+
+import redis
 
 from quantpulse.cache import stats as counters
 from quantpulse.cache.coalesce import LocalFlights
+from quantpulse.cache.entry import (
+    COALESCED,
+    FILLS_CHANNEL,
+    HIT,
+    MISS,
+    NAMESPACE,
+    STALE,
+    CacheKey,
+    Entry,
+    Served,
+    decode_entry,
+    encode_entry,
+)
+from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.notify import FillNotifier
 from quantpulse.cache.stats import Stats
-from quantpulse.cache.store import NAMESPACE, Store
-from quantpulse.errors import QuantPulseError, ServiceUnavailable
-from quantpulse.models import decode, to_primitive
-from quantpulse.symbols import Instrument
+from quantpulse.cache.store import Store, Stores
+from quantpulse.errors import ProvidersExhausted, QuantPulseError, ServiceUnavailable, SymbolNotFound
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+ENTRY_KINDS = ("quote", "history", "profile")
 
-HIT = "hit"
-MISS = "miss"
-STALE = "stale"
-COALESCED = "coalesced"
-
-
-@dataclass(frozen=True)
-class Kind:
-    """A cached data type: its key prefix, model class and fresh TTL."""
-
-    name: str
-    model: type
-    ttl: int
+Outcome = Served[Any] | QuantPulseError
+FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Entry[Any] | QuantPulseError]]
 
 
 @dataclass(frozen=True)
-class CacheKey:
-    kind: Kind
-    instrument: Instrument
-    variant: str = ""
+class _View:
+    """What the store holds for one key right now."""
 
-    @property
-    def redis_key(self) -> str:
-        tail = f":{self.variant}" if self.variant else ""
-        return f"{NAMESPACE}:{self.kind.name}:{self.instrument.exchange}:{self.instrument.ticker}{tail}"
-
-
-@dataclass(frozen=True)
-class Entry(Generic[T]):
-    """What a fetch produced: the value, its source and our fetch time (epoch seconds)."""
-
-    value: T
-    source: str
-    fetched_at: float
-    fallback_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Served(Generic[T]):
-    """An entry as served to one request, with the truth about how it was obtained."""
-
-    entry: Entry[T]
-    cache: str
-
-    @property
-    def value(self) -> T:
-        return self.entry.value
-
-    @property
-    def fetched_at(self) -> datetime:
-        return datetime.fromtimestamp(self.entry.fetched_at, UTC)
-
-    def age_seconds(self, now: float | None = None) -> float:
-        return round(max(0.0, (now or time.time()) - self.entry.fetched_at), 1)
-
-
-Outcome = Entry[Any] | QuantPulseError
-FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Outcome]]
+    entry: Entry[Any] | None
+    missing: bool
+    failure: ProvidersExhausted | None
 
 
 class CacheEngine:
     """The one get-or-fetch every data type uses."""
 
-    def __init__(self, store: Store, stats: Stats, *, wait_timeout: float) -> None:
-        self._store = store
+    def __init__(
+        self,
+        stores: Stores,
+        stats: Stats,
+        locks: FillLocks,
+        refresher: Executor,
+        *,
+        negative_ttl: int,
+        failure_ttl: int,
+        wait_timeout: float,
+    ) -> None:
+        self._stores = stores
         self._stats = stats
+        self._locks = locks
+        self._refresher = refresher
+        self._negative_ttl = negative_ttl
+        self._failure_ttl = failure_ttl
         self._wait_timeout = wait_timeout
+        self._notifier = FillNotifier(stores.primary.client, FILLS_CHANNEL)
         self._flights = LocalFlights()
 
     @property
     def backend(self) -> str:
-        return self._store.backend
+        return self._stores.backend
 
     def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Entry[T]]) -> Served[T]:
         """One key; raises what the fetch raised (to every coalesced caller alike)."""
@@ -108,84 +101,236 @@ class CacheEngine:
             raise outcome
         return outcome
 
-    def get_or_fetch_many(
-        self, keys: Sequence[CacheKey], fetch_many: FetchMany
-    ) -> dict[CacheKey, Served[Any] | QuantPulseError]:
-        """Answer hits from one MGET, fetch the misses in one call, wait for keys in flight."""
-        results: dict[CacheKey, Served[Any] | QuantPulseError] = {}
-        misses = []
-        for key, entry in zip(keys, self._read_many(keys), strict=True):
-            if entry is not None and self._is_fresh(entry, key):
-                results[key] = Served(entry, HIT)
+    def get_or_fetch_many(self, keys: Sequence[CacheKey], fetch_many: FetchMany) -> dict[CacheKey, Outcome]:
+        store, views = self._read_anywhere(keys)
+        now = time.time()
+        results: dict[CacheKey, Outcome] = {}
+        stale: list[CacheKey] = []
+        cold: list[CacheKey] = []
+        for key in keys:
+            view = views[key]
+            if view.missing:
+                results[key] = SymbolNotFound.of(key.instrument)
+            elif view.entry is None and view.failure is not None:
+                results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
+            elif view.entry is not None and view.entry.age(now) < key.kind.ttl:
+                results[key] = Served(view.entry, HIT)
+            elif view.entry is not None and view.entry.age(now) < key.kind.lifetime:
+                results[key] = Served(view.entry, STALE)
+                stale.append(key)
             else:
-                misses.append(key)
-        self._stats.incr(counters.HITS, len(results))
-        leading, waiting = self._flights.claim(misses)
-        results.update(self._lead(leading, fetch_many))
-        results.update(self._wait(waiting))
+                cold.append(key)
+        self._stats.incr(counters.HITS, len(results) - len(stale))
+        self._stats.incr(counters.STALE_SERVED, len(stale))
+        if stale:
+            self._revalidate(store, stale, fetch_many)
+        leading, waiting = self._flights.claim(cold)
+        if leading:
+            results.update(self._fill(store, leading, fetch_many))
+        results.update(self._wait_in_process(waiting))
         return results
 
     def peek(self, key: CacheKey) -> Entry[Any] | None:
-        """The cached entry, fresh or not, without fetching or counting anything."""
-        return self._read_many([key])[0]
+        """The cached entry, fresh or stale, without fetching or counting anything."""
+        return self._read_anywhere([key])[1][key].entry
 
-    def delete(self, keys: Sequence[CacheKey]) -> int:
-        return int(self._store.client.delete(*[key.redis_key for key in keys]))
+    def delete(self, keys: Sequence[str]) -> int:
+        return int(self._stores.active().client.delete(*keys))
 
     def entry_count(self) -> int:
-        return sum(1 for _ in self._store.client.scan_iter(match=f"{NAMESPACE}:*", count=1000))
+        """Data entries in the store (a SCAN: meant for the status page, not the hot path)."""
+        prefixes = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in ENTRY_KINDS)
+        client = self._stores.active().client
+        return sum(
+            1 for name in client.scan_iter(match=f"{NAMESPACE}:*", count=1000) if name.startswith(prefixes)
+        )
 
-    def _lead(
-        self, keys: list[CacheKey], fetch_many: FetchMany
-    ) -> dict[CacheKey, Served[Any] | QuantPulseError]:
-        if not keys:
-            return {}
-        self._stats.incr(counters.MISSES, len(keys))
-        outcomes: dict[CacheKey, Outcome] = {}
+    # ---- reading ------------------------------------------------------------------------
+
+    def _read_anywhere(self, keys: Sequence[CacheKey]) -> tuple[Store, dict[CacheKey, _View]]:
+        store = self._stores.active()
         try:
-            outcomes = fetch_many(keys)
+            return store, self._read(store, keys)
+        except redis.RedisError as error:
+            store = self._stores.mark_down(store, error)
+            return store, self._read(store, keys)
+
+    @staticmethod
+    def _read(store: Store, keys: Sequence[CacheKey]) -> dict[CacheKey, _View]:
+        """One MGET for each key's entry, negative entry and recent failure record."""
+        names = [name for key in keys for name in (key.redis_key, key.missing_key, key.failure_key)]
+        blobs = iter(store.client.mget(names) if names else [])
+        return {
+            key: _View(decode_entry(next(blobs), key), next(blobs) is not None, _decode_failure(next(blobs)))
+            for key in keys
+        }
+
+    # ---- filling ------------------------------------------------------------------------
+
+    def _fill(self, store: Store, keys: list[CacheKey], fetch_many: FetchMany) -> dict[CacheKey, Outcome]:
+        """Fill keys this thread leads in its process: lead where the fleet lock is free, else wait."""
+        results: dict[CacheKey, Outcome] = {}
+        seen_held: set[CacheKey] = set()
+        deadline = time.monotonic() + self._wait_timeout
+        pending = list(keys)
+        try:
+            while pending:
+                try:
+                    results.update(self._fill_round(store, pending, fetch_many, seen_held, deadline))
+                except redis.RedisError as error:
+                    store = self._stores.mark_down(store, error)
+                pending = [key for key in pending if key not in results]
         finally:
             for key in keys:
-                self._flights.finish(key, outcomes.get(key) or _lost(key))
-        for key, outcome in outcomes.items():
-            if isinstance(outcome, Entry):
-                self._write(key, outcome)
-        return {key: _served(outcome, MISS) for key, outcome in outcomes.items()}
+                self._flights.finish(key, results.get(key) or _lost(key))
+        return results
 
-    def _wait(self, flights: dict[CacheKey, Any]) -> dict[CacheKey, Served[Any] | QuantPulseError]:
-        results: dict[CacheKey, Served[Any] | QuantPulseError] = {}
+    def _fill_round(
+        self,
+        store: Store,
+        pending: list[CacheKey],
+        fetch_many: FetchMany,
+        seen_held: set[CacheKey],
+        deadline: float,
+    ) -> dict[CacheKey, Outcome]:
+        by_lock = {key.lock_key: key for key in pending}
+        taken, held = self._locks.acquire(store.client, by_lock)
+        results: dict[CacheKey, Outcome] = {}
+        if taken:
+            mine = [by_lock[name] for name in taken]
+            self._stats.incr(counters.LOCK_TAKEOVERS, sum(key in seen_held for key in mine))
+            results.update(self._lead(store, mine, fetch_many, counters.MISSES))
+        if held:
+            waiting = [by_lock[name] for name in held]
+            seen_held.update(waiting)
+            results.update(self._await_fills(store, waiting, max(held.values()), deadline))
+        return results
+
+    def _lead(
+        self, store: Store, keys: list[CacheKey], fetch_many: FetchMany, counter: str
+    ) -> dict[CacheKey, Outcome]:
+        """Holding the locks: re-check, fetch what is still needed, write, release, publish."""
+        try:
+            now = time.time()
+            views = self._read(store, keys)
+            done: dict[CacheKey, Outcome] = {
+                key: Served(view.entry, COALESCED)
+                for key, view in views.items()
+                if view.entry is not None and view.entry.age(now) < key.kind.ttl
+            }
+            to_fetch = [key for key in keys if key not in done]
+            self._stats.incr(counter, len(to_fetch))
+            outcomes = fetch_many(to_fetch) if to_fetch else {}
+            self._write(store, outcomes)
+            done.update({key: _served(outcome, MISS) for key, outcome in outcomes.items()})
+            return done
+        finally:
+            self._release(store, keys)
+
+    def _write(self, store: Store, outcomes: dict[CacheKey, Entry[Any] | QuantPulseError]) -> None:
+        """Entries, verdicts and failure records; best effort, the answer is served regardless."""
+        try:
+            self._make_room(store, len(outcomes))
+            pipe = store.client.pipeline(transaction=False)
+            for key, outcome in outcomes.items():
+                if isinstance(outcome, Entry):
+                    pipe.set(key.redis_key, encode_entry(outcome), ex=key.kind.lifetime)
+                    pipe.delete(key.failure_key)
+                elif isinstance(outcome, SymbolNotFound):
+                    pipe.set(key.missing_key, json.dumps({"message": outcome.message}), ex=self._negative_ttl)
+                elif isinstance(outcome, ProvidersExhausted) and self._failure_ttl:
+                    pipe.set(key.failure_key, _encode_failure(outcome), ex=self._failure_ttl)
+            pipe.execute()
+        except redis.RedisError as error:
+            self._stores.note_failure(store, error)
+            log.warning("could not write %d cache entries: %s", len(outcomes), error)
+
+    def _release(self, store: Store, keys: list[CacheKey]) -> None:
+        try:
+            self._locks.release(key.lock_key for key in keys)
+            self._notifier.publish(store.client, [key.redis_key for key in keys])
+        except redis.RedisError as error:
+            log.warning("could not release fill locks (they expire by themselves): %s", error)
+
+    @staticmethod
+    def _make_room(store: Store, incoming: int) -> None:
+        """Keep the embedded store within ``CACHE_MAX_SIZE`` (Redis uses its maxmemory policy)."""
+        if not store.max_entries:
+            return
+        excess = store.client.dbsize() + incoming - store.max_entries
+        for _ in range(max(0, excess)):
+            victim = store.client.randomkey()
+            if victim is None:
+                return
+            store.client.delete(victim)
+
+    def _await_fills(
+        self, store: Store, keys: list[CacheKey], holder_left: float, deadline: float
+    ) -> dict[CacheKey, Outcome]:
+        """Wait (woken by push) until a fill lands, the holder's lock lapses, or the deadline."""
+        with self._notifier.waiting_for([key.redis_key for key in keys]) as filled:
+            settled = _settled(self._read(store, keys))
+            if len(settled) < len(keys):
+                filled.wait(max(0.0, min(holder_left + 0.05, deadline - time.monotonic())))
+                rest = [key for key in keys if key not in settled]
+                settled.update(_settled(self._read(store, rest)))
+        if time.monotonic() >= deadline:
+            for key in keys:
+                settled.setdefault(key, _timed_out(key))
+        self._stats.incr(counters.COALESCED_WAITS, len(settled))
+        return settled
+
+    def _wait_in_process(self, flights: dict[CacheKey, Any]) -> dict[CacheKey, Outcome]:
+        results: dict[CacheKey, Outcome] = {}
         for key, flight in flights.items():
             self._stats.incr(counters.COALESCED_WAITS)
             try:
-                results[key] = _served(flight.result(timeout=self._wait_timeout), COALESCED)
+                outcome = flight.result(timeout=self._wait_timeout)
             except FutureTimeout:
-                results[key] = ServiceUnavailable("Timed out waiting for the upstream answer.")
+                outcome = _timed_out(key)
             except QuantPulseError as error:
-                results[key] = error
+                outcome = error
+            results[key] = (
+                outcome if isinstance(outcome, QuantPulseError) else Served(outcome.entry, COALESCED)
+            )
         return results
 
-    def _read_many(self, keys: Sequence[CacheKey]) -> list[Entry[Any] | None]:
-        blobs = self._store.client.mget([key.redis_key for key in keys]) if keys else []
-        return [_decode_entry(blob, key) for blob, key in zip(blobs, keys, strict=True)]
+    # ---- stale-while-revalidate ---------------------------------------------------------
 
-    def _write(self, key: CacheKey, entry: Entry[Any]) -> None:
-        client = self._store.client
-        if self._store.max_entries and client.dbsize() >= self._store.max_entries:
-            victim = client.randomkey()
-            if victim is not None:
-                client.delete(victim)
-        client.set(key.redis_key, _encode_entry(entry), ex=key.kind.ttl)
+    def _revalidate(self, store: Store, keys: list[CacheKey], fetch_many: FetchMany) -> None:
+        """Start one background refresh for the stale keys whose fill lock is free fleet-wide."""
+        by_lock = {key.lock_key: key for key in keys}
+        try:
+            taken, _ = self._locks.acquire(store.client, by_lock)
+        except redis.RedisError:
+            return
+        if taken:
+            self._refresher.submit(self._refresh, store, [by_lock[name] for name in taken], fetch_many)
 
-    @staticmethod
-    def _is_fresh(entry: Entry[Any], key: CacheKey) -> bool:
-        return time.time() - entry.fetched_at < key.kind.ttl
+    def _refresh(self, store: Store, keys: list[CacheKey], fetch_many: FetchMany) -> None:
+        try:
+            self._lead(store, keys, fetch_many, counters.REFRESHES)
+        except Exception:  # a background task has nobody to report to but the log
+            log.exception("background refresh of %d keys failed", len(keys))
 
 
-def _served(outcome: Any, cache: str) -> Served[Any] | QuantPulseError:
+def _settled(views: dict[CacheKey, _View]) -> dict[CacheKey, Outcome]:
+    settled: dict[CacheKey, Outcome] = {}
+    for key, view in views.items():
+        if view.entry is not None:
+            settled[key] = Served(view.entry, COALESCED)
+        elif view.missing:
+            settled[key] = SymbolNotFound.of(key.instrument)
+        elif view.failure is not None:
+            settled[key] = view.failure
+    return settled
+
+
+def _served(outcome: Entry[Any] | QuantPulseError, cache: str) -> Outcome:
     return outcome if isinstance(outcome, QuantPulseError) else Served(outcome, cache)
 
 
-def _capture(fetch: Callable[[], Entry[T]]) -> Outcome:
+def _capture(fetch: Callable[[], Entry[T]]) -> Entry[T] | QuantPulseError:
     try:
         return fetch()
     except QuantPulseError as error:
@@ -196,31 +341,19 @@ def _lost(key: CacheKey) -> ServiceUnavailable:
     return ServiceUnavailable(f"The fetch for {key.instrument} did not complete.")
 
 
-def _encode_entry(entry: Entry[Any]) -> str:
-    return json.dumps(
-        {
-            "source": entry.source,
-            "fetched_at": entry.fetched_at,
-            "fallback_reason": entry.fallback_reason,
-            "value": to_primitive(entry.value),
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+def _timed_out(key: CacheKey) -> ProvidersExhausted:
+    return ProvidersExhausted(f"timed out waiting for another worker to fetch {key.instrument}")
 
 
-def _decode_entry(blob: bytes | None, key: CacheKey) -> Entry[Any] | None:
-    """A blob that does not decode is treated as a miss and overwritten, never served."""
+def _encode_failure(error: ProvidersExhausted) -> str:
+    return json.dumps({"reason": error.reason, "retry_after": error.retry_after})
+
+
+def _decode_failure(blob: bytes | None) -> ProvidersExhausted | None:
     if blob is None:
         return None
     try:
         data = json.loads(blob)
-        return Entry(
-            value=decode(key.kind.model, data["value"]),
-            source=data["source"],
-            fetched_at=float(data["fetched_at"]),
-            fallback_reason=data.get("fallback_reason"),
-        )
+        return ProvidersExhausted(data["reason"], retry_after=data.get("retry_after"))
     except (ValueError, KeyError, TypeError):
-        log.warning("ignoring undecodable cache entry %s", key.redis_key)
         return None

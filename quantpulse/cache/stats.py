@@ -1,22 +1,32 @@
-"""Cache and upstream counters, read by the status endpoint.
+"""Cache and upstream counters, fleet-wide: counted in memory, flushed to the store twice a second.
 
-Counted in process memory for now, so each worker reports its own numbers; the fleet-wide
-version keeps them in the shared store (issue #4). Counter names are the ones operators will see.
+The hot path only bumps an in-process Counter (no round trip); a flusher thread adds the deltas
+to one Redis hash with ``HINCRBY``, so every instance reads the same numbers and operators can
+``redis-cli HGETALL qp:v1:stats``. Deltas that fail to flush (store down) are kept and retried.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import Counter
 
+import redis
+
+from quantpulse.cache.entry import LAST_ERRORS_KEY, STATS_KEY
 from quantpulse.errors import FailureKind, ProviderError
+
+log = logging.getLogger(__name__)
 
 HITS = "cache:hits"
 MISSES = "cache:misses"
 STALE_SERVED = "cache:stale_served"
 COALESCED_WAITS = "cache:coalesced_waits"
 LOCK_TAKEOVERS = "cache:lock_takeovers"
+REFRESHES = "cache:background_refreshes"
 DEMO_SERVED = "demo:served"
+FLUSH_INTERVAL = 0.5
 
 
 def calls_counter(provider: str) -> str:
@@ -31,28 +41,85 @@ def failures_counter(provider: str, kind: FailureKind | None = None) -> str:
 class Stats:
     """Thread-safe counters plus each provider's last error (which never holds a key)."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
         self._lock = threading.Lock()
-        self._counts: Counter[str] = Counter()
-        self._last_errors: dict[str, str] = {}
+        self._pending: Counter[str] = Counter()
+        self._pending_errors: dict[str, str] = {}
+        self._flusher: threading.Thread | None = None
 
     def incr(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += amount
+        if amount:
+            with self._lock:
+                self._pending[name] += amount
+            self._ensure_flusher()
 
     def upstream_call(self, provider: str, endpoint: str, error: ProviderError | None) -> None:
         """UpstreamObserver: every HTTP request sent, retries included."""
         with self._lock:
-            self._counts[calls_counter(provider)] += 1
+            self._pending[calls_counter(provider)] += 1
             if error is not None:
-                self._counts[failures_counter(provider)] += 1
-                self._counts[failures_counter(provider, error.kind)] += 1
-                self._last_errors[provider] = f"{endpoint}: {error.kind.value}: {error.message}"[:300]
+                self._pending[failures_counter(provider)] += 1
+                self._pending[failures_counter(provider, error.kind)] += 1
+                self._pending_errors[provider] = f"{endpoint}: {error.kind.value}: {error.message}"[:300]
+        self._ensure_flusher()
 
-    def count(self, name: str) -> int:
+    def flush(self) -> bool:
+        """Add the pending deltas to the shared hash; keep them if the store does not answer."""
         with self._lock:
-            return self._counts[name]
+            counts, errors = self._pending, self._pending_errors
+            self._pending, self._pending_errors = Counter(), {}
+        if not counts and not errors:
+            return True
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for name, amount in counts.items():
+                pipe.hincrby(STATS_KEY, name, amount)
+            if errors:
+                pipe.hset(LAST_ERRORS_KEY, mapping=errors)
+            pipe.execute()
+        except redis.RedisError:
+            with self._lock:
+                self._pending.update(counts)
+                self._pending_errors = {**errors, **self._pending_errors}
+            return False
+        return True
 
-    def last_error(self, provider: str) -> str | None:
+    def snapshot(self) -> tuple[Counter[str], dict[str, str], bool]:
+        """Fleet-wide counters and last errors, and whether they came from the shared store.
+
+        This process's unflushed deltas are flushed first; when the store is down, only this
+        process's own pending numbers can be shown.
+        """
+        if self.flush():
+            try:
+                counts = self._client.hgetall(STATS_KEY)
+                errors = self._client.hgetall(LAST_ERRORS_KEY)
+                return (
+                    Counter({k.decode(): int(v) for k, v in counts.items()}),
+                    {k.decode(): v.decode() for k, v in errors.items()},
+                    True,
+                )
+            except redis.RedisError:
+                pass
         with self._lock:
-            return self._last_errors.get(provider)
+            return Counter(self._pending), dict(self._pending_errors), False
+
+    def _ensure_flusher(self) -> None:
+        """Started on first use, after gunicorn has forked, so every worker flushes its own."""
+        if self._flusher is not None and self._flusher.is_alive():
+            return
+        with self._lock:
+            if self._flusher is None or not self._flusher.is_alive():
+                self._flusher = threading.Thread(
+                    target=self._flush_forever, name="stats-flusher", daemon=True
+                )
+                self._flusher.start()
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            try:
+                self.flush()
+            except Exception:  # a flusher that dies would silently lose every later count
+                log.exception("stats flush failed")

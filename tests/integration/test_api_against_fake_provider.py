@@ -215,15 +215,31 @@ def test_demo_is_served_and_flagged_when_both_providers_fail(client, upstream):
     assert upstream.calls("twelvedata") == 2 and upstream.calls("finnhub") == 2
 
 
-def test_demo_answers_are_never_cached_as_real_data(client, upstream):
+def test_demo_answers_are_never_cached_as_real_data(make_app, upstream):
+    app = make_app(failure_ttl=0)
+    client = app.test_client()
     upstream.set_mode("twelvedata", "error_500", times=2)
     upstream.set_mode("finnhub", "error_500", times=2)
     assert client.get("/stock/RELIANCE").get_json()["isDemoData"] is True
+    assert app.extensions["quantpulse"].stores.primary.client.get("qp:v1:quote:NSE:RELIANCE") is None
 
     body = client.get("/stock/RELIANCE").get_json()
 
     assert body["isDemoData"] is False
     assert body["service_info"]["source"] == "twelvedata"
+
+
+def test_a_failed_fill_is_shared_briefly_instead_of_asking_the_providers_again(client, upstream):
+    upstream.set_mode("twelvedata", "error_500")
+    upstream.set_mode("finnhub", "error_500")
+    client.get("/stock/RELIANCE")
+    calls_after_first = upstream.calls()
+
+    again = client.get("/stock/RELIANCE").get_json()
+
+    assert again["isDemoData"] is True
+    assert again["service_info"]["fallback_reason"] == "twelvedata: transient; finnhub: transient"
+    assert upstream.calls() == calls_after_first == 4
 
 
 @pytest.mark.parametrize("path", ["/stock/RELIANCE", "/stock/RELIANCE/historical", "/stock/RELIANCE/profile"])

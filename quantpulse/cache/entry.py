@@ -1,0 +1,141 @@
+"""What the cache stores and how it is named: kinds, keys, entries and their JSON codec.
+
+Entries are JSON with the value, where it came from and when we fetched it, so ``redis-cli``
+shows them, ``age_seconds`` tells the truth and no worker ever unpickles bytes from Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from quantpulse.models import decode, to_primitive
+from quantpulse.symbols import Instrument
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+NAMESPACE = "qp:v1"
+STATS_KEY = f"{NAMESPACE}:stats"
+LAST_ERRORS_KEY = f"{NAMESPACE}:stats:last_error"
+FILLS_CHANNEL = f"{NAMESPACE}:fills"
+
+HIT = "hit"
+MISS = "miss"
+STALE = "stale"
+COALESCED = "coalesced"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A cached data type: key prefix, model class, fresh TTL and the stale window after it."""
+
+    name: str
+    model: type
+    ttl: int
+    stale_ttl: int = 0
+
+    @property
+    def lifetime(self) -> int:
+        """How long Redis keeps the entry: fresh, then stale."""
+        return self.ttl + self.stale_ttl
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    kind: Kind
+    instrument: Instrument
+    variant: str = ""
+
+    @property
+    def _suffix(self) -> str:
+        tail = f":{self.variant}" if self.variant else ""
+        return f"{self.kind.name}:{self.instrument.exchange}:{self.instrument.ticker}{tail}"
+
+    @property
+    def redis_key(self) -> str:
+        return f"{NAMESPACE}:{self._suffix}"
+
+    @property
+    def lock_key(self) -> str:
+        return f"{NAMESPACE}:lock:{self._suffix}"
+
+    @property
+    def failure_key(self) -> str:
+        return f"{NAMESPACE}:fail:{self._suffix}"
+
+    @property
+    def missing_key(self) -> str:
+        """One negative entry per instrument: a symbol that does not exist has no data of any kind."""
+        return missing_key(self.instrument)
+
+
+def missing_key(instrument: Instrument) -> str:
+    return f"{NAMESPACE}:missing:{instrument.exchange}:{instrument.ticker}"
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """What a fetch produced: the value, its source and our fetch time (epoch seconds)."""
+
+    value: T
+    source: str
+    fetched_at: float
+    fallback_reason: str | None = None
+
+    def age(self, now: float) -> float:
+        return max(0.0, now - self.fetched_at)
+
+
+@dataclass(frozen=True)
+class Served(Generic[T]):
+    """An entry as served to one request, with the truth about how it was obtained."""
+
+    entry: Entry[T]
+    cache: str
+
+    @property
+    def value(self) -> T:
+        return self.entry.value
+
+    @property
+    def fetched_at(self) -> datetime:
+        return datetime.fromtimestamp(self.entry.fetched_at, UTC)
+
+    def age_seconds(self, now: float | None = None) -> float:
+        return round(self.entry.age(now or time.time()), 1)
+
+
+def encode_entry(entry: Entry[Any]) -> str:
+    return json.dumps(
+        {
+            "source": entry.source,
+            "fetched_at": entry.fetched_at,
+            "fallback_reason": entry.fallback_reason,
+            "value": to_primitive(entry.value),
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def decode_entry(blob: bytes | str | None, key: CacheKey) -> Entry[Any] | None:
+    """A blob that does not decode is treated as a miss and overwritten, never served."""
+    if blob is None:
+        return None
+    try:
+        data = json.loads(blob)
+        return Entry(
+            value=decode(key.kind.model, data["value"]),
+            source=data["source"],
+            fetched_at=float(data["fetched_at"]),
+            fallback_reason=data.get("fallback_reason"),
+        )
+    except (ValueError, KeyError, TypeError):
+        log.warning("ignoring undecodable cache entry %s", key.redis_key)
+        return None

@@ -1,0 +1,87 @@
+"""Push wake-ups for fill waiters: a fill publishes its keys, every process wakes its waiters.
+
+One subscriber thread per process listens on one channel; waiters register an Event for their
+keys *before* re-reading the store, so a fill that lands in between is never missed. Waking is
+by push, not by polling at a fixed interval; the wait itself is still bounded by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class FillNotifier:
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self._client = client
+        self._channel = channel
+        self._guard = threading.Lock()
+        self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        self._listener: threading.Thread | None = None
+        self._subscribed = threading.Event()
+
+    @contextmanager
+    def waiting_for(self, keys: Iterable[str]) -> Iterator[threading.Event]:
+        """An Event set when any of ``keys`` is published; registered for the block's duration."""
+        self._ensure_listener()
+        event = threading.Event()
+        keys = list(keys)
+        with self._guard:
+            for key in keys:
+                self._waiters[key].add(event)
+        try:
+            yield event
+        finally:
+            with self._guard:
+                for key in keys:
+                    self._waiters[key].discard(event)
+                    if not self._waiters[key]:
+                        del self._waiters[key]
+
+    def publish(self, client: redis.Redis, keys: list[str]) -> None:
+        """Tell every process (this one directly, in case the store is not the shared one)."""
+        self._wake(keys)
+        client.publish(self._channel, json.dumps(keys))
+
+    def _wake(self, keys: Iterable[str]) -> None:
+        with self._guard:
+            events = [event for key in keys for event in self._waiters.get(key, ())]
+        for event in events:
+            event.set()
+
+    def _ensure_listener(self) -> None:
+        """Started on first use, after gunicorn has forked, so every worker has its own."""
+        with self._guard:
+            if self._listener is not None and self._listener.is_alive():
+                return
+            self._listener = threading.Thread(target=self._listen, name="fill-listener", daemon=True)
+            self._listener.start()
+        self._subscribed.wait(0.5)
+
+    def _listen(self) -> None:
+        """Subscribe and dispatch forever; on a store error, back off and subscribe again."""
+        backoff = 0.1
+        while True:
+            try:
+                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self._channel)
+                self._subscribed.set()
+                backoff = 0.1
+                while True:
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._wake(json.loads(message["data"]))
+            except (redis.RedisError, ValueError) as error:
+                self._subscribed.clear()
+                log.debug("fill listener: %s; resubscribing in %.1f s", error, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
