@@ -16,6 +16,9 @@ keepalive = 5
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn answers an over-long request line with an HTML 414 before the app sees it; allow its
+# maximum so a silly symbol reaches the app and gets a JSON 400 instead.
+limit_request_line = 8190
 # gunicorn 27's control socket defaults to one path per user, which two instances on one
 # machine would fight over; the platform manages processes, so it is not needed.
 control_socket_disable = True

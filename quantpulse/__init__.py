@@ -10,10 +10,11 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from flask import Flask
+from flask import Flask, Response, request
 from flask_cors import CORS
 from flask_smorest import Api
 from requests.adapters import HTTPAdapter
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from quantpulse.api import EXTENSION, Components, health, stocks
 from quantpulse.cache.engine import CacheEngine
@@ -49,13 +50,8 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     app.extensions[EXTENSION] = Components(service=build_service(settings, stores), stores=stores)
     register_blueprints(app)
     register_error_handlers(app)
-    # always_send=False: no Origin header, no CORS headers (not the first allowed origin).
-    CORS(
-        app,
-        origins=list(settings.allowed_origins),
-        expose_headers=["Retry-After"],
-        always_send=False,
-    )
+    register_request_hygiene(app)
+    register_cors(app, settings)
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
     return app
 
@@ -122,10 +118,46 @@ def pooled_session(pool_size: int) -> requests.Session:
 
 
 def register_blueprints(app: Flask) -> None:
-    app.url_map.converters["symbol"] = stocks.SymbolConverter
+    app.url_map.converters["quote_symbol"] = stocks.QuoteSymbolConverter
     api = Api(app)
     api.register_blueprint(health.blp)
     api.register_blueprint(stocks.blp)
+
+
+def register_request_hygiene(app: Flask) -> None:
+    """Contract rules that hold for every route, whether or not a view reads the body."""
+
+    @app.before_request
+    def refuse_oversize_body() -> None:
+        """Werkzeug only enforces MAX_CONTENT_LENGTH when a body is read; API.md wants 413 always."""
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge()
+
+    @app.after_request
+    def no_html_options(response: Response) -> Response:
+        """Flask's automatic OPTIONS answer is an empty text/html 200; send 204 with no body."""
+        if request.method == "OPTIONS" and not response.get_data():
+            response.status_code = 204
+            del response.headers["Content-Type"]
+        return response
+
+
+def register_cors(app: Flask, settings: Settings) -> None:
+    """Allow-listed origins only; no Origin header means no CORS headers at all."""
+    CORS(
+        app,
+        origins=list(settings.allowed_origins),
+        methods=["GET", "POST", "DELETE", "OPTIONS"],
+        expose_headers=["Retry-After"],
+        always_send=False,
+    )
+
+    @app.after_request
+    def vary_on_origin(response: Response) -> Response:
+        """Shared HTTP caches must key on Origin, allowed or not."""
+        response.vary.add("Origin")
+        return response
 
 
 def configure_logging(level: str) -> None:

@@ -36,7 +36,7 @@ class Settings:
     finnhub_api_key: str | None = field(default=None, repr=False)
     twelvedata_base_url: str = "https://api.twelvedata.com"
     finnhub_base_url: str = "https://finnhub.io/api/v1"
-    provider_timeout: float = 8.0
+    provider_timeout: float = 5.0
     redis_url: str | None = field(default=None, repr=False)
     quote_ttl: int = 60
     historical_ttl: int = 300

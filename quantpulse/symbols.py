@@ -49,6 +49,8 @@ class ParsedSymbol:
 
 def parse_symbol(raw: str) -> ParsedSymbol:
     """Upper-case, strip one exchange suffix, check the grammar; raise InvalidSymbol otherwise."""
+    if not raw.isascii():  # "ıtc".upper() is "ITC": never let case folding invent a ticker
+        raise InvalidSymbol(f"{_printable(raw)!r} is not a valid symbol.", hint=SYMBOL_HINT)
     text = raw.strip().upper()
     exchange = None
     for suffix, name in _SUFFIXES.items():

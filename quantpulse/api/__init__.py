@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import flask_smorest
-from flask import current_app
+from flask import Request, current_app
 from webargs.flaskparser import FlaskParser
 
 from quantpulse.cache.store import Stores
+from quantpulse.errors import BadRequest
 from quantpulse.service import StockService
 
 EXTENSION = "quantpulse"
@@ -26,6 +28,13 @@ class _Parser(FlaskParser):
     """webargs answers invalid input with 422; API.md says 400."""
 
     DEFAULT_VALIDATION_STATUS = 400
+
+    def _raw_load_json(self, req: Request) -> Any:
+        """A pathologically nested body overflows the JSON decoder: that is bad input, not a 500."""
+        try:
+            return super()._raw_load_json(req)
+        except RecursionError:
+            raise BadRequest("The JSON body is nested too deeply.") from None
 
 
 class Blueprint(flask_smorest.Blueprint):

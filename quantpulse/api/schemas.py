@@ -72,9 +72,12 @@ class HistoryQuerySchema(Schema):
 
     @pre_load
     def _lower_case(self, data: Any, **kwargs: Any) -> Any:
-        if "period" in data and isinstance(data["period"], str):
-            return {"period": data["period"].strip().lower()}
-        return data
+        """``1MO`` means ``1mo``; an empty ``period=`` means the default."""
+        period = data.get("period")
+        if not isinstance(period, str):
+            return data
+        period = period.strip().lower()
+        return {"period": period} if period else {}
 
 
 class BatchQuerySchema(Schema):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import hmac
+from collections.abc import Callable
 from typing import Any
 
 from flask import request
-from werkzeug.routing import BaseConverter, ValidationError
+from werkzeug.routing import BaseConverter
 
 from quantpulse.api import Blueprint, components, current_service
 from quantpulse.api.schemas import (
@@ -31,17 +33,15 @@ BATCH_HINT = (
 )
 
 
-class SymbolConverter(BaseConverter):
-    """Any path segment except exactly ``quotes``, so ``GET /stock/quotes`` is a 405.
+class QuoteSymbolConverter(BaseConverter):
+    """Any path segment except exactly ``quotes``, so every other method on it is a clean 405.
 
-    The batch route owns ``/stock/quotes``; without this the quote route would match it.
-    Every other spelling (``QUOTES``) reaches the quote route and is rejected there as reserved.
+    The batch route owns ``/stock/quotes``; without this the quote route would also match it
+    (and its GET would leak into the 405's Allow header). Other spellings (``QUOTES``) and other
+    places (``/stock/quotes/profile``) reach their routes and are rejected there as reserved.
     """
 
-    def to_python(self, value: str) -> str:
-        if value == "quotes":
-            raise ValidationError()
-        return value
+    regex = r"(?!quotes$)[^/]+"
 
 
 blp = Blueprint("stocks", __name__, url_prefix="/stock", description="Quotes, history, profiles.")
@@ -51,14 +51,14 @@ blp = Blueprint("stocks", __name__, url_prefix="/stock", description="Quotes, hi
 Path = dict[str, ParsedSymbol]
 
 
-@blp.route("/<symbol:symbol>")
+@blp.route("/<quote_symbol:symbol>")
 @blp.arguments(SymbolPathSchema, location="path")
 @blp.response(200, QuoteSchema)
 def quote(path: Path, **_raw: str) -> Answer[Any]:
     return current_service().quote(path["symbol"])
 
 
-@blp.route("/<symbol:symbol>/historical")
+@blp.route("/<symbol>/historical")
 @blp.arguments(SymbolPathSchema, location="path")
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
@@ -66,7 +66,7 @@ def historical(path: Path, query: dict[str, str], **_raw: str) -> Answer[Any]:
     return current_service().history(path["symbol"], PERIODS[query["period"]])
 
 
-@blp.route("/<symbol:symbol>/profile")
+@blp.route("/<symbol>/profile")
 @blp.arguments(SymbolPathSchema, location="path")
 @blp.response(200, ProfileSchema)
 def profile(path: Path, **_raw: str) -> Answer[Any]:
@@ -82,11 +82,15 @@ def batch(query: dict[str, list[str]], body: dict[str, Any]) -> BatchResult:
 
 
 def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[str]:
-    """The symbols of one batch request: from the query or the body, never both, never none."""
+    """The symbols of one batch request: from the query or the body, never both, never none.
+
+    Empty pieces of a comma list (``symbols=A,,B``) are separators, not symbols; every string
+    of a JSON body is a symbol as sent, and gets an answer (an empty one, a 400 entry).
+    """
     query_symbols = [part for item in from_query for part in item.split(",") if part.strip()]
     if query_symbols and from_body is not None:
         raise BadRequest("Send symbols in the query string or in the body, not both.", hint=BATCH_HINT)
-    symbols = query_symbols or [item for item in from_body or [] if item.strip()]
+    symbols = query_symbols or from_body or []
     if not symbols:
         raise BadRequest("No symbols given.", hint=BATCH_HINT)
     return symbols
@@ -98,12 +102,23 @@ def status() -> dict[str, Any]:
     return service_status(parts.service, store_problem=parts.stores.problem())
 
 
-@blp.route("/<symbol:symbol>/cache", methods=["DELETE"])
+def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Check the admin token before anything else, so nobody learns more than 401/403."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        require_admin(request.headers.get("Authorization"), current_service().settings.admin_token)
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+@blp.route("/<symbol>/cache", methods=["DELETE"])
+@admin_only
 @blp.arguments(SymbolPathSchema, location="path")
 def clear_cache(path: Path, **_raw: str) -> dict[str, Any]:
     """Admin only. With ADMIN_TOKEN unset nobody is admin, so the answer is always 403."""
     service = current_service()
-    require_admin(request.headers.get("Authorization"), service.settings.admin_token)
     instrument = service.instrument(path["symbol"])
     return {
         "symbol": instrument.ticker,

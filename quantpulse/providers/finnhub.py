@@ -89,8 +89,12 @@ class Finnhub(HttpProvider):
         return parse_quote(body, instrument, self.clock())
 
     def history(self, instrument: Instrument, period: Period) -> History:
+        """``no_data`` also answers unknown symbols, so an empty answer is checked with a quote."""
         body = self.get("/stock/candle", candle_params(instrument, period, self.clock()))
-        return History(period.interval, parse_candles(body, period))
+        bars = parse_candles(body, period)
+        if not bars:
+            self.get(_QUOTE, {"symbol": instrument.finnhub_symbol})  # raises NOT_FOUND on zeros
+        return History(period.interval, bars)
 
     def profile(self, instrument: Instrument) -> Profile:
         return parse_profile(self.get(_PROFILE, {"symbol": instrument.finnhub_symbol}))

@@ -301,6 +301,13 @@ def test_unknown_symbol_is_a_404_verdict_and_finnhub_is_not_asked(client, upstre
     assert upstream.calls("twelvedata") == 1 and upstream.calls("finnhub") == 0
 
 
+def test_unknown_symbol_history_from_finnhub_is_a_404_not_an_empty_200(client, upstream):
+    upstream.set_mode("twelvedata", "plan")
+
+    assert_envelope(client.get("/stock/NOSUCH5/historical?period=6mo"), 404)
+    assert client.get("/stock/NODATA/historical?period=6mo").get_json()["dataPoints"] == 0
+
+
 def test_symbol_with_a_bogus_dot_suffix_is_not_found_not_invalid(client):
     assert_envelope(client.get("/stock/RELIANCE.NSE"), 404)
 
@@ -324,7 +331,9 @@ def test_finnhub_zero_quote_is_a_404_when_it_is_the_provider_asked(make_app, ups
         "/stock/service",
         "/stock/Service/profile",
         "/stock/RELIANCE/historical?period=2w",
-        "/stock/RELIANCE/historical?period=",
+        "/stock/quotes/historical",
+        "/stock/quotes/profile",
+        "/stock/%C4%B1tc",
     ],
 )
 def test_malformed_input_is_a_400_that_never_reaches_a_provider(client, upstream, path):
@@ -351,6 +360,24 @@ def test_bad_batch_requests_are_400_as_a_whole(client, upstream, kwargs, fragmen
     assert upstream.calls() == 0
 
 
+def test_empty_period_means_the_default(client):
+    assert client.get("/stock/RELIANCE/historical?period=").get_json()["period"] == "1mo"
+
+
+def test_pathologically_nested_json_is_a_400_not_a_500(client, upstream):
+    body = "[" * 5000 + "]" * 5000
+
+    assert_envelope(client.post("/stock/quotes", data=body, content_type="application/json"), 400)
+
+
+def test_every_string_of_a_batch_body_gets_an_answer(client):
+    body = client.post("/stock/quotes", json={"symbols": ["", "TCS"]}).get_json()
+
+    assert body["errors"][""]["status"] == 400
+    assert set(body["quotes"]) == {"TCS"}
+    assert body["total_requested"] == 2
+
+
 def test_batch_with_both_query_and_body_is_400(client):
     response = client.post("/stock/quotes?symbols=TCS", json={"symbols": ["INFY"]})
 
@@ -361,14 +388,19 @@ def test_oversize_body_is_413(client, upstream):
     big = json.dumps({"symbols": ["RELIANCE"] * 4000})
 
     assert_envelope(client.post("/stock/quotes", data=big, content_type="application/json"), 413)
+    assert_envelope(client.get("/stock/TCS", data="x" * 17_000), 413)
+    assert_envelope(
+        client.post("/stock/quotes?symbols=TCS", data="x" * 17_000, content_type="text/plain"), 413
+    )
     assert upstream.calls() == 0
 
 
-def test_get_on_the_batch_route_is_405_with_allow_header(client):
-    response = client.get("/stock/quotes")
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+def test_other_methods_on_the_batch_route_are_405_allowing_only_post(client, method):
+    response = client.open("/stock/quotes", method=method)
 
     assert_envelope(response, 405)
-    assert "POST" in response.headers["Allow"]
+    assert set(response.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
 
 
 def test_unknown_route_is_a_404_envelope(client):
@@ -453,9 +485,23 @@ def test_cors_allows_the_local_dev_front_end_and_nobody_else(client):
 
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
     assert "Access-Control-Allow-Origin" not in denied.headers
+    assert "Origin" in denied.headers["Vary"]
     assert "Access-Control-Allow-Origin" not in no_origin.headers
     assert preflight.headers["Access-Control-Allow-Origin"] == "http://localhost:3000"
-    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert set(preflight.headers["Access-Control-Allow-Methods"].split(", ")) == {
+        "GET",
+        "POST",
+        "DELETE",
+        "OPTIONS",
+    }
+    assert preflight.status_code == 204
+
+
+def test_plain_options_is_never_an_html_page(client):
+    response = client.options("/stock/RELIANCE")
+
+    assert response.status_code == 204 and response.mimetype != "text/html"
+    assert "GET" in response.headers["Allow"]
 
 
 def test_admin_cache_drop_needs_the_token(client, upstream):
@@ -463,10 +509,14 @@ def test_admin_cache_drop_needs_the_token(client, upstream):
     client.get("/stock/RELIANCE/historical?period=1y")
 
     missing = client.delete("/stock/RELIANCE/cache")
+    missing_on_a_bad_symbol = client.delete("/stock/RELIANCE:NYSE/cache")
+    reserved = client.delete("/stock/quotes/cache", headers={"Authorization": "Bearer admin-secret"})
     wrong = client.delete("/stock/RELIANCE/cache", headers={"Authorization": "Bearer nope"})
     right = client.delete("/stock/reliance.ns/cache", headers={"Authorization": "Bearer admin-secret"})
 
     assert_envelope(missing, 401)
+    assert_envelope(missing_on_a_bad_symbol, 401)
+    assert_envelope(reserved, 400)
     assert_envelope(wrong, 403)
     assert right.get_json() == {"symbol": "RELIANCE", "exchange": "NSE", "deleted": 2}
     assert client.get("/stock/RELIANCE").get_json()["service_info"]["cache"] == "miss"

@@ -178,13 +178,24 @@ def test_candles_become_oldest_first_daily_bars(finnhub, upstream, fixture_body)
     assert last.close == Decimal("1439.2")
 
 
-def test_candle_no_data_is_an_empty_history(finnhub, upstream, observer, fixture_body):
+def test_candle_no_data_for_a_known_symbol_is_an_empty_history(finnhub, upstream, observer, fixture_body):
     upstream.get(CANDLE_URL, json=fixture_body("finnhub-candle-no-data"))
+    upstream.get(QUOTE_URL, json=fixture_body("finnhub-quote-ok"))
 
     history = finnhub.history(RELIANCE, PERIODS["1mo"])
 
     assert history.bars == ()
-    assert observer.outcomes == [("finnhub", "/stock/candle", None)]
+    assert observer.outcomes == [("finnhub", "/stock/candle", None), ("finnhub", "/quote", None)]
+
+
+def test_candle_no_data_for_an_unknown_symbol_is_not_found(finnhub, upstream, fixture_body):
+    upstream.get(CANDLE_URL, json=fixture_body("finnhub-candle-no-data"))
+    upstream.get(QUOTE_URL, json=fixture_body("finnhub-quote-unknown-symbol"))
+
+    with pytest.raises(ProviderError) as excinfo:
+        finnhub.history(RELIANCE, PERIODS["1mo"])
+
+    assert excinfo.value.kind is FailureKind.NOT_FOUND
 
 
 def _epoch_ist(day: int, hour: int, minute: int) -> int:

@@ -49,6 +49,8 @@ def test_default_exchange_applies_only_without_a_suffix():
         "RELI$NCE",
         "A" * 21,
         "ÄPFEL",
+        "ıtc",  # upper-cases to ITC: non-ASCII must never fold into a real ticker
+        "ﬁ",
         "quotes",
         "SERVICE",
         "quotes.ns",
