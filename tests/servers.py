@@ -81,6 +81,12 @@ class Gunicorn:
         self._log.seek(0)
         return self._log.read().decode(errors="replace")
 
+    def worker_pids(self) -> list[int]:
+        """The worker processes of this instance (children of its master)."""
+        assert self._process is not None
+        children = Path(f"/proc/{self._process.pid}/task/{self._process.pid}/children").read_text()
+        return [int(pid) for pid in children.split()]
+
     def __exit__(self, *exc_info: object) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
@@ -95,7 +101,10 @@ class Gunicorn:
 
 
 class RedisServer:
-    """A throwaway ``redis-server`` without persistence, on a free loopback port."""
+    """A throwaway ``redis-server`` without persistence, on a free loopback port.
+
+    ``stop()`` and ``start()`` take it down and bring it back on the same port, for outage tests.
+    """
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -104,6 +113,9 @@ class RedisServer:
         self._dir = tempfile.TemporaryDirectory()
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make test` installs it")
@@ -121,8 +133,16 @@ class RedisServer:
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
-    def __exit__(self, *exc_info: object) -> None:
-        if self._process is not None:
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             self._process.wait(timeout=10)
+
+    def cli(self, *args: str) -> str:
+        """``redis-cli`` against this server, as an operator would run it."""
+        command = ["redis-cli", "-p", str(self.port), *args]
+        return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
         self._dir.cleanup()

@@ -4,7 +4,6 @@ as the platform (and the outside checks) start it."""
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 import requests
@@ -57,10 +56,7 @@ def test_with_redis_url_workers_share_json_entries_operators_can_read(upstream):
         Gunicorn({**provider_env(upstream), "REDIS_URL": redis_server.url}, workers=2) as server,
     ):
         answers = [requests.get(f"{server.url}/stock/HDFCBANK", timeout=5).json() for _ in range(6)]
-        raw = subprocess.run(
-            ["redis-cli", "-p", str(redis_server.port), "GET", "qp:v1:quote:NSE:HDFCBANK"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+        raw = redis_server.cli("GET", "qp:v1:quote:NSE:HDFCBANK")
         ready = requests.get(f"{server.url}/health/ready", timeout=5).json()
 
     assert json.loads(raw)["source"] == "twelvedata"

@@ -1,0 +1,227 @@
+"""The fleet behaves as ONE upstream client: two gunicorn instances x 4 workers, one real Redis.
+
+The fake provider answers after 300 ms, like a real API, and counts what it receives. The only
+time bounds here are liveness bounds (an answer arrives instead of hanging); speed is measured by
+the benchmarks, not asserted by tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+
+from tests.conftest import FH_KEY, TD_KEY
+from tests.fakes.provider_server import FakeProviderServer
+from tests.servers import Gunicorn, RedisServer, wait_until
+
+pytestmark = pytest.mark.slow
+
+UPSTREAM_LATENCY = 0.3
+PROVIDER_TIMEOUT = 3
+LOCK_TTL = 2
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    seconds: float
+
+
+def fire(urls: list[str], count: int) -> list[Answer]:
+    """``count`` requests released together, spread round-robin over ``urls``."""
+    start = threading.Barrier(count)
+
+    def one(index: int) -> Answer:
+        url = urls[index % len(urls)]
+        start.wait()
+        began = time.monotonic()
+        response = requests.get(url, timeout=30)
+        return Answer(response.status_code, response.json(), time.monotonic() - began)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+@pytest.fixture
+def upstream() -> Iterator[FakeProviderServer]:
+    with FakeProviderServer(twelvedata_key=TD_KEY, finnhub_key=FH_KEY, latency=UPSTREAM_LATENCY) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fleet_env(upstream: FakeProviderServer, redis_server: RedisServer) -> dict[str, str]:
+    return {
+        "TWELVEDATA_API_KEY": TD_KEY,
+        "FINNHUB_API_KEY": FH_KEY,
+        "TWELVEDATA_BASE_URL": upstream.twelvedata_url,
+        "FINNHUB_BASE_URL": upstream.finnhub_url,
+        "REDIS_URL": redis_server.url,
+        "PROVIDER_TIMEOUT": str(PROVIDER_TIMEOUT),
+        "LOCK_TTL": str(LOCK_TTL),
+        "GUNICORN_THREADS": "8",
+    }
+
+
+@pytest.fixture
+def fleet(fleet_env: dict[str, str]) -> Iterator[tuple[Gunicorn, Gunicorn]]:
+    """Two instances of 4 workers sharing one Redis."""
+    with Gunicorn(fleet_env, workers=4) as first, Gunicorn(fleet_env, workers=4) as second:
+        yield first, second
+
+
+def status_of(instance: Gunicorn) -> dict[str, Any]:
+    return requests.get(f"{instance.url}/stock/service/status", timeout=10).json()["status"]
+
+
+@pytest.mark.parametrize(
+    ("path", "upstream_path"),
+    [
+        ("/stock/RELIANCE", "/quote"),
+        ("/stock/TCS/historical?period=6mo", "/time_series"),
+        ("/stock/INFY/profile", "/profile"),
+    ],
+)
+def test_cold_storm_over_two_instances_makes_one_upstream_call(fleet, upstream, path, upstream_path):
+    answers = fire([instance.url + path for instance in fleet], 200)
+
+    assert upstream.calls() == upstream.calls("twelvedata", upstream_path) == 1
+    assert {answer.status for answer in answers} == {200}
+    assert len({str(answer.body.get("currentPrice", answer.body.get("data"))) for answer in answers}) == 1
+    caches = [answer.body["service_info"]["cache"] for answer in answers]
+    assert caches.count("miss") == 1 and set(caches) <= {"miss", "coalesced", "hit"}
+    waits = sorted(a.seconds for a in answers if a.body["service_info"]["cache"] == "coalesced")
+    print(
+        f"\n{path}: waiters p50 {statistics.median(waits):.3f} s, p99 {waits[int(len(waits) * 0.99)]:.3f} s"
+    )
+
+
+def test_expired_entry_storm_is_served_stale_with_one_refresh(fleet_env, upstream):
+    env = {**fleet_env, "QUOTE_TTL": "1"}
+    with Gunicorn(env, workers=4) as first, Gunicorn(env, workers=4) as second:
+        requests.get(f"{first.url}/stock/SBIN", timeout=10)
+        time.sleep(1.2)
+        before = upstream.calls()
+
+        answers = fire([first.url + "/stock/SBIN", second.url + "/stock/SBIN"], 100)
+        wait_until(lambda: upstream.calls() > before, timeout=5, what="the background refresh")
+        time.sleep(UPSTREAM_LATENCY * 2)
+
+        assert upstream.calls() - before == 1
+        assert {answer.status for answer in answers} == {200}
+        assert {answer.body["service_info"]["cache"] for answer in answers} == {"stale"}
+        assert all(answer.body["service_info"]["stale"] is True for answer in answers)
+        refreshed = requests.get(f"{second.url}/stock/SBIN", timeout=10).json()
+        assert refreshed["service_info"]["cache"] == "hit"
+
+
+def test_an_owner_that_never_releases_costs_waiters_at_most_the_lock_expiry(fleet, upstream, redis_server):
+    redis_server.cli("SET", "qp:v1:lock:quote:NSE:ITC", "owner-that-died", "PX", str(LOCK_TTL * 1000))
+
+    answers = fire([instance.url + "/stock/ITC" for instance in fleet], 60)
+
+    assert {answer.status for answer in answers} == {200}
+    assert upstream.calls() == 1
+    assert max(answer.seconds for answer in answers) < LOCK_TTL + PROVIDER_TIMEOUT
+    time.sleep(0.6)
+    assert status_of(fleet[0])["cache_stats"]["lock_takeovers"] >= 1
+
+
+def test_killing_the_worker_that_holds_the_fill_lock_costs_one_extra_call_at_most(
+    fleet, upstream, redis_server
+):
+    first, second = fleet
+    upstream.set_mode("twelvedata", "stall", times=1, stall_seconds=20)
+    with ThreadPoolExecutor(2) as pool:
+        owner = pool.submit(requests.get, f"{first.url}/stock/ICICIBANK", timeout=30)
+        wait_until(
+            lambda: redis_server.cli("EXISTS", "qp:v1:lock:quote:NSE:ICICIBANK").strip() == "1",
+            timeout=5,
+            what="the fill lock",
+        )
+        waiting = pool.submit(fire, [second.url + "/stock/ICICIBANK"], 40)
+        time.sleep(0.3)
+        for pid in first.worker_pids():
+            os.kill(pid, signal.SIGKILL)  # the lock holder is among them
+        answers = waiting.result(timeout=30)
+        with pytest.raises(requests.ConnectionError):
+            owner.result(timeout=30)  # its worker was killed under it
+
+    assert {answer.status for answer in answers} == {200}
+    assert {answer.body["service_info"]["source"] for answer in answers} == {"twelvedata"}
+    assert upstream.calls("twelvedata") <= 2, "the stalled call, plus one take-over"
+    assert max(answer.seconds for answer in answers) < LOCK_TTL + PROVIDER_TIMEOUT * 2
+
+
+def test_redis_outage_under_load_never_500s_and_sharing_resumes(fleet, upstream, redis_server):
+    first, second = fleet
+    answers: list[tuple[int, float]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        symbols = ["RELIANCE", "TCS", "INFY", "HDFCBANK"]
+        index = 0
+        while not stop.is_set():
+            url = f"{fleet[index % 2].url}/stock/{symbols[index % 4]}"
+            began = time.monotonic()
+            status = requests.get(url, timeout=30).status_code
+            answers.append((status, time.monotonic() - began))
+            index += 1
+
+    workers = [threading.Thread(target=load) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    time.sleep(1)
+    redis_server.stop()
+    time.sleep(3)
+    degraded = requests.get(f"{first.url}/health/ready", timeout=10)
+    redis_server.start()
+    time.sleep(1)
+    stop.set()
+    for worker in workers:
+        worker.join(timeout=30)
+
+    assert answers and {status for status, _ in answers} == {200}
+    assert max(seconds for _, seconds in answers) < PROVIDER_TIMEOUT + 2
+    assert degraded.status_code == 503 and degraded.json()["status"] == "degraded"
+
+    def shared_again() -> bool:
+        symbol = f"M&M?probe={time.monotonic()}"  # a new query string, same instrument
+        requests.get(f"{first.url}/stock/{symbol}", timeout=10)
+        return requests.get(f"{second.url}/stock/M%26M", timeout=10).json()["service_info"]["cache"] == "hit"
+
+    wait_until(shared_again, timeout=10, what="shared caching after Redis came back")
+    assert requests.get(f"{second.url}/health/ready", timeout=10).status_code == 200
+
+
+def test_status_from_either_instance_matches_the_providers_own_count(fleet, upstream, redis_server):
+    first, second = fleet
+    fire([first.url + "/stock/RELIANCE", second.url + "/stock/TCS"], 40)
+    requests.get(f"{second.url}/stock/ZZZZZZ", timeout=10)
+    requests.post(f"{first.url}/stock/quotes?symbols=INFY,ITC,SBIN", timeout=10)
+    time.sleep(0.7)  # every worker flushes its counters at least every 0.5 s
+
+    one, other = status_of(first), status_of(second)
+
+    assert one["provider_status"] == other["provider_status"]
+    for field in ("hits", "misses", "coalesced_waits", "stale_served"):
+        assert one["cache_stats"][field] == other["cache_stats"][field], field
+    assert one["provider_status"]["providers"]["twelvedata"]["calls"] == upstream.calls("twelvedata") == 4
+    assert one["cache_stats"]["stats_scope"] == "fleet"
+    assert "cache:misses" in redis_server.cli("HGETALL", "qp:v1:stats")
