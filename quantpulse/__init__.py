@@ -19,6 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from quantpulse.api import EXTENSION, Components, health, stocks
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.near import NearCache
 from quantpulse.cache.stats import Stats
 from quantpulse.cache.store import Stores, connect_stores
 from quantpulse.config import Settings
@@ -63,6 +64,7 @@ def build_service(settings: Settings, stores: Stores) -> StockService:
         stats,
         FillLocks(settings.lock_ttl),
         ThreadPoolExecutor(2, thread_name_prefix="refresh"),
+        NearCache(settings.near_cache_ttl),
         negative_ttl=settings.negative_ttl,
         failure_ttl=settings.failure_ttl,
         wait_timeout=fill_wait_timeout(settings),

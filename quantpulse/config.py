@@ -47,6 +47,7 @@ class Settings:
     negative_ttl: int = 60
     failure_ttl: int = 5
     lock_ttl: float = 10.0
+    near_cache_ttl: int = 1
     redis_timeout: float = 1.0
     cache_max_size: int = 10000
     log_level: str = "INFO"
@@ -91,6 +92,7 @@ class Settings:
             negative_ttl=env.integer("NEGATIVE_TTL", cls.negative_ttl),
             failure_ttl=env.integer("FAILURE_TTL", cls.failure_ttl, allow_zero=True),
             lock_ttl=env.number("LOCK_TTL", cls.lock_ttl),
+            near_cache_ttl=env.integer("NEAR_CACHE_TTL", cls.near_cache_ttl, allow_zero=True),
             redis_timeout=env.number("REDIS_TIMEOUT", cls.redis_timeout),
             cache_max_size=env.integer("CACHE_MAX_SIZE", cls.cache_max_size),
             log_level=env.text("LOG_LEVEL", cls.log_level).upper(),

@@ -43,6 +43,7 @@ from quantpulse.cache.entry import (
     encode_entry,
 )
 from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.near import NearCache
 from quantpulse.cache.notify import FillNotifier
 from quantpulse.cache.stats import Stats
 from quantpulse.cache.store import Store, Stores
@@ -75,6 +76,7 @@ class CacheEngine:
         stats: Stats,
         locks: FillLocks,
         refresher: Executor,
+        near: NearCache,
         *,
         negative_ttl: int,
         failure_ttl: int,
@@ -84,6 +86,7 @@ class CacheEngine:
         self._stats = stats
         self._locks = locks
         self._refresher = refresher
+        self._near = near
         self._negative_ttl = negative_ttl
         self._failure_ttl = failure_ttl
         self._wait_timeout = wait_timeout
@@ -102,19 +105,26 @@ class CacheEngine:
         return outcome
 
     def get_or_fetch_many(self, keys: Sequence[CacheKey], fetch_many: FetchMany) -> dict[CacheKey, Outcome]:
-        store, views = self._read_anywhere(keys)
         now = time.time()
         results: dict[CacheKey, Outcome] = {}
+        for key in keys:
+            near = self._near.get(key, now)
+            if near is not None:
+                results[key] = Served(near, HIT)
+        if len(results) == len(keys):
+            self._stats.incr(counters.HITS, len(results))
+            return results
+        store, views = self._read_anywhere([key for key in keys if key not in results])
         stale: list[CacheKey] = []
         cold: list[CacheKey] = []
-        for key in keys:
-            view = views[key]
+        for key, view in views.items():
             if view.missing:
                 results[key] = SymbolNotFound.of(key.instrument)
             elif view.entry is None and view.failure is not None:
                 results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
             elif view.entry is not None and view.entry.age(now) < key.kind.ttl:
                 results[key] = Served(view.entry, HIT)
+                self._near.put(key, view.entry)
             elif view.entry is not None and view.entry.age(now) < key.kind.lifetime:
                 results[key] = Served(view.entry, STALE)
                 stale.append(key)
@@ -135,6 +145,7 @@ class CacheEngine:
         return self._read_anywhere([key])[1][key].entry
 
     def delete(self, keys: Sequence[str]) -> int:
+        self._near.drop(keys)
         return int(self._stores.active().client.delete(*keys))
 
     def entry_count(self) -> int:
@@ -236,6 +247,7 @@ class CacheEngine:
                 if isinstance(outcome, Entry):
                     pipe.set(key.redis_key, encode_entry(outcome), ex=key.kind.lifetime)
                     pipe.delete(key.failure_key)
+                    self._near.put(key, outcome)
                 elif isinstance(outcome, SymbolNotFound):
                     pipe.set(key.missing_key, json.dumps({"message": outcome.message}), ex=self._negative_ttl)
                 elif isinstance(outcome, ProvidersExhausted) and self._failure_ttl:

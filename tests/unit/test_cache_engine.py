@@ -18,6 +18,7 @@ import pytest
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.entry import STATS_KEY, CacheKey, Entry, Kind
 from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.near import NearCache
 from quantpulse.cache.stats import COALESCED_WAITS, HITS, LOCK_TAKEOVERS, MISSES, STALE_SERVED, Stats
 from quantpulse.cache.store import BACKEND_REDIS, Store, Stores, connect_redis, embedded_store
 from quantpulse.config import Settings
@@ -88,6 +89,7 @@ def make_engine(
     lock_ttl: float = 5,
     wait_timeout: float = 5,
     fallback: Store | None = None,
+    near_seconds: int = 0,
 ) -> CacheEngine:
     stores = Stores(store, fallback=fallback, retry_after=30)
     return CacheEngine(
@@ -95,6 +97,7 @@ def make_engine(
         Stats(store.client),
         FillLocks(lock_ttl),
         refresher or ManualExecutor(),
+        NearCache(near_seconds),
         negative_ttl=30,
         failure_ttl=5,
         wait_timeout=wait_timeout,
@@ -200,6 +203,26 @@ def test_an_undecodable_entry_is_a_miss_and_is_overwritten(engine, store):
 
     assert served.cache == "miss"
     assert json.loads(store.client.get(RELIANCE.redis_key))["source"] == "twelvedata"
+
+
+def test_near_cache_answers_hot_keys_without_a_store_round_trip(store):
+    engine = make_engine(store, near_seconds=1)
+    engine.get_or_fetch(RELIANCE, entry)
+    store.client.delete(RELIANCE.redis_key)  # gone from the store, still near
+
+    hot = engine.get_or_fetch(RELIANCE, lambda: pytest.fail("a near hit must not fetch"))
+
+    assert hot.cache == "hit"
+    time.sleep(1.1)
+    assert engine.get_or_fetch(RELIANCE, lambda: entry("Refetched")).value.name == "Refetched"
+
+
+def test_near_cache_never_serves_an_entry_past_its_ttl(store):
+    engine = make_engine(store, near_seconds=1)
+    engine.get_or_fetch(RELIANCE, lambda: entry(age=59.9))
+    time.sleep(0.2)
+
+    assert engine.get_or_fetch(RELIANCE, entry).cache == "stale"
 
 
 def test_many_keys_answer_hits_and_fetch_only_the_misses(engine):
