@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 COMPOSE_VENV ?= .compose-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint unit compose-check redis-server clean
+.PHONY: run test lint unit compose-check test-servers clean
 
 ## run: serve on $PORT (default 8000), reading .env if present. No Redis and no keys needed.
 run: $(BIN)/.runtime-installed
@@ -14,7 +14,7 @@ run: $(BIN)/.runtime-installed
 	PORT=$${PORT:-$(PORT)} exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 ## test: install everything the tests need (incl. Debian's redis-server), lint, validate compose, run pytest.
-test: $(BIN)/.dev-installed redis-server lint compose-check
+test: $(BIN)/.dev-installed test-servers lint compose-check
 	$(BIN)/pytest
 
 ## unit: only the fast tests, no servers.
@@ -28,10 +28,12 @@ lint: $(BIN)/.dev-installed
 compose-check: $(COMPOSE_VENV)/bin/docker-compose
 	$(COMPOSE_VENV)/bin/docker-compose -f docker-compose.yml config -q && echo "docker-compose.yml: valid"
 
-redis-server:
-	@command -v redis-server >/dev/null || { \
-		echo "installing redis-server from Debian's packages"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server; }
+## test-servers: Debian's redis-server (and redis-cli), and openssl for the TLS test, when missing.
+test-servers:
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v openssl >/dev/null || { \
+		echo "installing redis-server and openssl from Debian's packages"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools openssl; }
 
 $(BIN)/.runtime-installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

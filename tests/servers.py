@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -104,11 +105,14 @@ class RedisServer:
     """A throwaway ``redis-server`` without persistence, on a free loopback port.
 
     ``stop()`` and ``start()`` take it down and bring it back on the same port, for outage tests.
+    With ``tls=True`` it only speaks TLS, with a freshly made self-signed certificate, as Heroku
+    Redis does (``rediss://``).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.tls = tls
+        self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory()
 
@@ -119,17 +123,28 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed; `make test` installs it")
-        self._process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self._dir.name],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        command = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self._dir.name]
+        command += self._tls_arguments() if self.tls else ["--port", str(self.port)]
+        self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers, timeout=10, what="redis-server")
         return self
 
+    def _tls_arguments(self) -> list[str]:
+        cert, key = Path(self._dir.name, "cert.pem"), Path(self._dir.name, "key.pem")
+        if not cert.exists():
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                 "-subj", "/CN=self-signed-redis", "-keyout", str(key), "-out", str(cert)],
+                check=True, capture_output=True,
+            )  # fmt: skip
+        return [
+            "--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+        ]  # fmt: skip
+
     def _answers(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw:
+            sock = _unverified_tls().wrap_socket(raw) if self.tls else raw
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
 
@@ -140,9 +155,16 @@ class RedisServer:
 
     def cli(self, *args: str) -> str:
         """``redis-cli`` against this server, as an operator would run it."""
-        command = ["redis-cli", "-p", str(self.port), *args]
+        command = ["redis-cli", "-p", str(self.port), *(["--tls", "--insecure"] if self.tls else []), *args]
         return subprocess.run(command, capture_output=True, text=True, check=True).stdout
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
         self._dir.cleanup()
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

@@ -65,6 +65,21 @@ def test_with_redis_url_workers_share_json_entries_operators_can_read(upstream):
     assert ready == {"status": "ready", "backend": "redis", "reason": None}
 
 
+def test_rediss_url_with_a_self_signed_certificate_works_as_on_heroku(upstream):
+    with (
+        RedisServer(tls=True) as redis_server,
+        Gunicorn({**provider_env(upstream), "REDIS_URL": redis_server.url}, workers=2) as server,
+    ):
+        answers = [requests.get(f"{server.url}/stock/SBIN", timeout=5).json() for _ in range(3)]
+        ready = requests.get(f"{server.url}/health/ready", timeout=5).json()
+        stored = redis_server.cli("EXISTS", "qp:v1:quote:NSE:SBIN")
+
+    assert redis_server.url.startswith("rediss://")
+    assert ready == {"status": "ready", "backend": "redis", "reason": None}
+    assert [a["service_info"]["cache"] for a in answers[1:]] == ["hit", "hit"]
+    assert stored.strip() == "1"
+
+
 def test_unknown_stock_provider_stops_the_service_with_a_clear_message():
     server = Gunicorn({"STOCK_PROVIDER": "yahoo"}, workers=1)
 
