@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from quantpulse.errors import ConfigurationError
 
@@ -50,6 +51,16 @@ class Settings:
     near_cache_ttl: int = 1
     redis_timeout: float = 1.0
     cache_max_size: int = 10000
+    twelvedata_credits_per_minute: int | None = None
+    twelvedata_credits_per_day: int | None = None
+    finnhub_calls_per_minute: int | None = None
+    finnhub_calls_per_second: int | None = None
+    quota_minute_seconds: float = 60.0
+    plan_cooldown: int = 6 * 3600
+    circuit_failures: int = 5
+    circuit_cooldown: int = 30
+    rate_limit: str | None = None
+    proxy_fix_hops: int = 0
     log_level: str = "INFO"
     admin_token: str | None = field(default=None, repr=False)
     allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
@@ -69,18 +80,23 @@ class Settings:
                 f"DEFAULT_EXCHANGE={self.default_exchange!r} is not one of {', '.join(EXCHANGES)}"
             )
 
+    def secrets(self) -> tuple[str | None, ...]:
+        """Values that must never reach a log line (the Redis URL may carry a password)."""
+        redis_password = urlsplit(self.redis_url).password if self.redis_url else None
+        return (self.twelvedata_api_key, self.finnhub_api_key, self.admin_token, redis_password)
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read the environment; a malformed value stops the service with a clear message."""
         env = _Env(os.environ if environ is None else environ)
         return cls(
             stock_provider=env.text("STOCK_PROVIDER", "auto").lower(),
-            twelvedata_api_key=env.secret("TWELVEDATA_API_KEY"),
-            finnhub_api_key=env.secret("FINNHUB_API_KEY"),
+            twelvedata_api_key=env.optional("TWELVEDATA_API_KEY"),
+            finnhub_api_key=env.optional("FINNHUB_API_KEY"),
             twelvedata_base_url=env.text("TWELVEDATA_BASE_URL", cls.twelvedata_base_url).rstrip("/"),
             finnhub_base_url=env.text("FINNHUB_BASE_URL", cls.finnhub_base_url).rstrip("/"),
             provider_timeout=env.number("PROVIDER_TIMEOUT", cls.provider_timeout),
-            redis_url=env.secret("REDIS_URL"),
+            redis_url=env.optional("REDIS_URL"),
             quote_ttl=env.ttl("QUOTE_TTL"),
             historical_ttl=env.ttl("HISTORICAL_TTL"),
             profile_ttl=env.ttl("PROFILE_TTL"),
@@ -95,8 +111,18 @@ class Settings:
             near_cache_ttl=env.integer("NEAR_CACHE_TTL", cls.near_cache_ttl, allow_zero=True),
             redis_timeout=env.number("REDIS_TIMEOUT", cls.redis_timeout),
             cache_max_size=env.integer("CACHE_MAX_SIZE", cls.cache_max_size),
+            twelvedata_credits_per_minute=env.optional_integer("TWELVEDATA_CREDITS_PER_MINUTE"),
+            twelvedata_credits_per_day=env.optional_integer("TWELVEDATA_CREDITS_PER_DAY"),
+            finnhub_calls_per_minute=env.optional_integer("FINNHUB_CALLS_PER_MINUTE"),
+            finnhub_calls_per_second=env.optional_integer("FINNHUB_CALLS_PER_SECOND"),
+            quota_minute_seconds=env.number("QUOTA_MINUTE_SECONDS", cls.quota_minute_seconds),
+            plan_cooldown=env.integer("PLAN_COOLDOWN", cls.plan_cooldown),
+            circuit_failures=env.integer("CIRCUIT_FAILURES", cls.circuit_failures),
+            circuit_cooldown=env.integer("CIRCUIT_COOLDOWN", cls.circuit_cooldown),
+            rate_limit=env.optional("RATE_LIMIT"),
+            proxy_fix_hops=env.integer("PROXY_FIX_HOPS", cls.proxy_fix_hops, allow_zero=True),
             log_level=env.text("LOG_LEVEL", cls.log_level).upper(),
-            admin_token=env.secret("ADMIN_TOKEN"),
+            admin_token=env.optional("ADMIN_TOKEN"),
             allowed_origins=env.csv("ALLOWED_ORIGINS", DEFAULT_ALLOWED_ORIGINS),
             default_exchange=env.text("DEFAULT_EXCHANGE", cls.default_exchange).upper(),
             max_content_length=env.integer("MAX_CONTENT_LENGTH", cls.max_content_length),
@@ -117,7 +143,7 @@ class _Env:
     def text(self, name: str, default: str) -> str:
         return self._raw(name) or default
 
-    def secret(self, name: str) -> str | None:
+    def optional(self, name: str) -> str | None:
         return self._raw(name)
 
     def csv(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -125,6 +151,10 @@ class _Env:
         if raw is None:
             return default
         return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+    def optional_integer(self, name: str) -> int | None:
+        """Unset means "no limit of this kind", not a default."""
+        return None if self._raw(name) is None else self.integer(name, 0)
 
     def integer(self, name: str, default: int, *, allow_zero: bool = False) -> int:
         value = self.number(name, default, allow_zero=allow_zero)

@@ -148,6 +148,25 @@ class ProviderError(QuantPulseError):
         return f"{self.provider}: {self.kind.value}{scope}"
 
 
+def skipped_call(
+    provider: str, kind: FailureKind, reason: str, *, retry_after: int | None = None, scope: str = "skipped"
+) -> ProviderError:
+    """A call we chose not to send (cooldown, disabled, budget), in the upstream failure taxonomy."""
+    return ProviderError(
+        f"{provider} skipped: {reason}", provider=provider, kind=kind, retry_after=retry_after, scope=scope
+    )
+
+
+def over_budget(provider: str, retry_after: int | None) -> ProviderError:
+    return skipped_call(
+        provider,
+        FailureKind.RATE_LIMITED,
+        "the fleet's credit budget is spent",
+        retry_after=retry_after,
+        scope="budget",
+    )
+
+
 def error_body(title: str, message: str, hint: str | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = {"error": title, "message": message}
     if hint:
@@ -199,6 +218,9 @@ def handle_http_exception(error: HTTPException) -> Response:
     """Flask's own 404/405/413 and webargs' validation errors (400), in our envelope."""
     status = error.code or 500
     message, hint = _http_exception_message(error)
+    if status == 429:  # Flask-Limiter's description is the limit itself, e.g. "3 per 1 minute"
+        message = f"Too many requests from this client (limit: {message})."
+        hint = "Wait the number of seconds in the Retry-After header."
     title = "Bad request" if status == 400 else error.name
     headers = {k: v for k, v in error.get_headers() if k.lower() == "allow"}
     if status == 405 and "Allow" in headers:

@@ -14,6 +14,8 @@ from quantpulse.cache import stats as counters
 from quantpulse.errors import FailureKind
 from quantpulse.periods import SUPPORTED_PERIODS
 from quantpulse.service import StockService
+from quantpulse.upstream.guard import UpstreamGuard
+from quantpulse.upstream.health import STATE_DISABLED, STATE_OK
 
 LIVE_PROVIDERS = {"twelvedata": "TwelveData", "finnhub": "Finnhub"}
 ENDPOINTS = {
@@ -28,15 +30,19 @@ ENDPOINTS = {
 }
 
 
-def service_status(service: StockService, *, store_problem: str | None) -> dict[str, Any]:
+def service_status(
+    service: StockService, guard: UpstreamGuard, *, store_problem: str | None
+) -> dict[str, Any]:
     configured = {provider.name for provider in service.chain.providers}
+    health = {name: guard.status(name) for name in LIVE_PROVIDERS}
+    usable = {name for name in configured if health[name]["state"] == STATE_OK}
     counts, last_errors, shared = service.stats.snapshot()
     return {
         "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "status": {
             "service": "StockService",
-            "status": "operational" if store_problem is None and configured else "degraded",
-            "provider_status": _provider_status(service, configured, counts, last_errors),
+            "status": "operational" if store_problem is None and usable else "degraded",
+            "provider_status": _provider_status(service, configured, usable, health, counts, last_errors),
             "cache_stats": _cache_stats(service, counts, shared, store_problem),
             "supported_periods": list(SUPPORTED_PERIODS),
         },
@@ -45,12 +51,19 @@ def service_status(service: StockService, *, store_problem: str | None) -> dict[
 
 
 def _provider_status(
-    service: StockService, configured: set[str], counts: Counter[str], last_errors: dict[str, str]
+    service: StockService,
+    configured: set[str],
+    usable: set[str],
+    health: dict[str, dict[str, Any]],
+    counts: Counter[str],
+    last_errors: dict[str, str],
 ) -> dict[str, Any]:
     providers: dict[str, Any] = {
         name: {
             "configured": name in configured,
-            "state": "ok" if name in configured else "disabled",
+            "state": health[name]["state"] if name in configured else STATE_DISABLED,
+            "cooldown_until": _iso(health[name]["cooldown_until"]),
+            "budget": health[name]["budget"],
             "calls": counts[counters.calls_counter(name)],
             "failures": counts[counters.failures_counter(name)],
             "failures_by_kind": {
@@ -64,8 +77,8 @@ def _provider_status(
     primary, fallback = LIVE_PROVIDERS
     return {
         "mode": service.settings.stock_provider,
-        "primary_available": primary in configured,
-        "fallback_available": fallback in configured,
+        "primary_available": primary in usable,
+        "fallback_available": fallback in usable,
         "primary_provider": LIVE_PROVIDERS[primary],
         "fallback_provider": LIVE_PROVIDERS[fallback],
         "demo_allowed": service.chain.allow_demo,
@@ -103,3 +116,7 @@ def _cache_stats(
         },
         "negative_ttl": settings.negative_ttl,
     }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

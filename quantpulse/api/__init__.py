@@ -12,6 +12,7 @@ from webargs.flaskparser import FlaskParser
 from quantpulse.cache.store import Stores
 from quantpulse.errors import BadRequest
 from quantpulse.service import StockService
+from quantpulse.upstream.guard import UpstreamGuard
 
 EXTENSION = "quantpulse"
 
@@ -22,6 +23,7 @@ class Components:
 
     service: StockService
     stores: Stores
+    guard: UpstreamGuard
 
 
 class _Parser(FlaskParser):

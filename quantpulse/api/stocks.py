@@ -99,7 +99,7 @@ def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[st
 @blp.route("/service/status")
 def status() -> dict[str, Any]:
     parts = components()
-    return service_status(parts.service, store_problem=parts.stores.problem())
+    return service_status(parts.service, parts.guard, store_problem=parts.stores.problem())
 
 
 def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -40,14 +40,32 @@ class Provider(Protocol):
     def profile(self, instrument: Instrument) -> Profile: ...
 
 
-class UpstreamObserver(Protocol):
-    """Told about every HTTP request sent upstream (statistics, later budgets and health)."""
+class UpstreamGate(Protocol):
+    """Asked before every upstream request and told about every answer (``upstream.guard``)."""
 
-    def upstream_call(self, provider: str, endpoint: str, error: ProviderError | None) -> None: ...
+    def admit(
+        self, provider: str, endpoint: str, exchange: str | None, cost: int, *, partial: bool = False
+    ) -> int:
+        """Credits granted for the request, or a ``skipped`` ProviderError raised."""
+        ...
+
+    def upstream_call(
+        self,
+        provider: str,
+        endpoint: str,
+        error: ProviderError | None,
+        *,
+        exchange: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None: ...
+
+    def learn(self, provider: str, endpoint: str, exchange: str | None, error: ProviderError) -> None:
+        """A failure reported inside a successful answer (one item of a batch)."""
+        ...
 
 
 class HttpProvider:
-    """Shared plumbing of live providers: session, timeout, auth header, one transient retry."""
+    """Shared plumbing of live providers: session, timeout, auth header, gate, one transient retry."""
 
     name = "http"
 
@@ -58,14 +76,14 @@ class HttpProvider:
         base_url: str,
         api_key: str,
         timeout: float,
-        observer: UpstreamObserver,
+        gate: UpstreamGate,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._session = session
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._timeout = timeout
-        self._observer = observer
+        self.gate = gate
         self.clock = clock
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
@@ -78,18 +96,34 @@ class HttpProvider:
     def error(self, message: str, kind: FailureKind, **extra: Any) -> ProviderError:
         return ProviderError(message, provider=self.name, kind=kind, **extra)
 
-    def get(self, endpoint: str, params: Mapping[str, str]) -> Any:
-        """GET with one retry, for transient failures only (timeouts, 5xx, non-JSON)."""
-        try:
-            return self._attempt(endpoint, params)
-        except ProviderError as first:
-            if not first.is_transient:
-                raise
-            log.info("%s %s: retrying after transient failure: %s", self.name, endpoint, first)
-            return self._attempt(endpoint, params)
+    def get(
+        self,
+        endpoint: str,
+        params: Mapping[str, str],
+        *,
+        exchange: str | None,
+        cost: int = 1,
+        prepaid: bool = False,
+    ) -> Any:
+        """GET with one retry, for transient failures only (timeouts, 5xx, non-JSON).
 
-    def _attempt(self, endpoint: str, params: Mapping[str, str]) -> Any:
+        Each attempt is admitted by the gate first (health, then budget); ``prepaid`` means the
+        caller already reserved the first attempt's cost (a batch sized to the credits left).
+        """
+        for attempt in (1, 2):
+            if attempt == 2 or not prepaid:
+                self.gate.admit(self.name, endpoint, exchange, cost)
+            try:
+                return self._attempt(endpoint, params, exchange)
+            except ProviderError as error:
+                if attempt == 2 or not error.is_transient:
+                    raise
+                log.info("%s %s: retrying after transient failure: %s", self.name, endpoint, error)
+        raise AssertionError("unreachable")
+
+    def _attempt(self, endpoint: str, params: Mapping[str, str], exchange: str | None) -> Any:
         error: ProviderError | None = None
+        response: requests.Response | None = None
         try:
             response = self._session.get(
                 f"{self._base_url}{endpoint}",
@@ -105,7 +139,8 @@ class HttpProvider:
             error = exc
             raise
         finally:
-            self._observer.upstream_call(self.name, endpoint, error)
+            headers = response.headers if response is not None else None
+            self.gate.upstream_call(self.name, endpoint, error, exchange=exchange, headers=headers)
 
 
 def json_or_none(response: requests.Response) -> Any:

@@ -83,21 +83,25 @@ class Finnhub(HttpProvider):
 
     def _quote_outcome(self, instrument: Instrument) -> QuoteOutcome:
         try:
-            body = self.get(_QUOTE, {"symbol": instrument.finnhub_symbol})
+            body = self._get(_QUOTE, instrument)
         except ProviderError as error:
             return error
         return parse_quote(body, instrument, self.clock())
 
     def history(self, instrument: Instrument, period: Period) -> History:
         """``no_data`` also answers unknown symbols, so an empty answer is checked with a quote."""
-        body = self.get("/stock/candle", candle_params(instrument, period, self.clock()))
+        body = self._get("/stock/candle", instrument, candle_params(instrument, period, self.clock()))
         bars = parse_candles(body, period)
         if not bars:
-            self.get(_QUOTE, {"symbol": instrument.finnhub_symbol})  # raises NOT_FOUND on zeros
+            self._get(_QUOTE, instrument)  # raises NOT_FOUND on zeros
         return History(period.interval, bars)
 
     def profile(self, instrument: Instrument) -> Profile:
-        return parse_profile(self.get(_PROFILE, {"symbol": instrument.finnhub_symbol}))
+        return parse_profile(self._get(_PROFILE, instrument))
+
+    def _get(self, endpoint: str, instrument: Instrument, params: dict[str, str] | None = None) -> Any:
+        params = params or {"symbol": instrument.finnhub_symbol}
+        return self.get(endpoint, params, exchange=instrument.exchange)
 
 
 def is_unknown_symbol(endpoint: str, body: Any) -> bool:

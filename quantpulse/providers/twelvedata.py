@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from quantpulse.errors import FailureKind, ProviderError
+from quantpulse.errors import FailureKind, ProviderError, over_budget
 from quantpulse.market import IST, from_epoch
 from quantpulse.models import MARKET_CLOSED, MARKET_OPEN, MARKET_UNKNOWN, Bar, History, Profile, Quote
 from quantpulse.periods import INTRADAY_BARS_PER_SESSION, Period, bar_date, normalise_bars
@@ -31,6 +31,7 @@ from quantpulse.providers.base import (
 from quantpulse.symbols import Instrument
 
 MAX_OUTPUTSIZE = 5000
+PROFILE_COST = 10  # credits per symbol (fixtures README, T5)
 _PLAN_PHRASES = ("available starting with", "not available with your plan", "available exclusively")
 _NOT_FOUND_PHRASES = ("**symbol** or **figi**", "**symbol** not found", "symbol not found")
 _NO_DATA_PHRASE = "no data is available"
@@ -68,14 +69,28 @@ class TwelveData(HttpProvider):
             by_exchange[instrument.exchange].append(instrument)
         outcomes: dict[Instrument, QuoteOutcome] = {}
         for exchange, group in by_exchange.items():
-            params = {"symbol": ",".join(i.ticker for i in group), "exchange": exchange}
-            try:
-                body = self.get("/quote", params)
-            except ProviderError as error:
-                outcomes.update(dict.fromkeys(group, error))
-                continue
-            outcomes.update(self.parse_quotes(body, group))
+            outcomes.update(self._quote_batch(exchange, group))
         return outcomes
+
+    def _quote_batch(self, exchange: str, group: list[Instrument]) -> dict[Instrument, QuoteOutcome]:
+        """A batch costs a credit per symbol: send as many as the fleet's budget pays for now."""
+        try:
+            granted = self.gate.admit(self.name, "/quote", exchange, len(group), partial=True)
+        except ProviderError as error:
+            return dict.fromkeys(group, error)
+        batch, rest = group[:granted], group[granted:]
+        outcomes: dict[Instrument, QuoteOutcome] = dict.fromkeys(rest, over_budget(self.name, 60))
+        params = {"symbol": ",".join(i.ticker for i in batch), "exchange": exchange}
+        try:
+            body = self.get("/quote", params, exchange=exchange, cost=len(batch), prepaid=True)
+        except ProviderError as error:
+            return {**outcomes, **dict.fromkeys(batch, error)}
+        parsed = self.parse_quotes(body, batch)
+        for outcome in parsed.values():
+            if isinstance(outcome, ProviderError) and outcome.kind is FailureKind.PLAN:
+                self.gate.learn(self.name, "/quote", exchange, outcome)  # the plan, not the symbol
+                break
+        return {**outcomes, **parsed}
 
     def parse_quotes(self, body: Any, group: Sequence[Instrument]) -> dict[Instrument, QuoteOutcome]:
         """Single shape for one symbol, map for several; per-symbol errors stay per symbol."""
@@ -96,11 +111,13 @@ class TwelveData(HttpProvider):
 
     def history(self, instrument: Instrument, period: Period) -> History:
         today = self.clock().astimezone(IST).date()
-        body = self.get("/time_series", time_series_params(instrument, period, today))
+        params = time_series_params(instrument, period, today)
+        body = self.get("/time_series", params, exchange=instrument.exchange)
         return History(period.interval, parse_time_series(body, period))
 
     def profile(self, instrument: Instrument) -> Profile:
-        body = self.get("/profile", {"symbol": instrument.ticker, "exchange": instrument.exchange})
+        params = {"symbol": instrument.ticker, "exchange": instrument.exchange}
+        body = self.get("/profile", params, exchange=instrument.exchange, cost=PROFILE_COST)
         return parse_profile(body)
 
 

@@ -47,13 +47,28 @@ def fixture_body() -> Callable[[str], Any]:
 
 
 class RecordingObserver:
-    """Fake UpstreamObserver: remembers every upstream attempt, retries included."""
+    """Fake UpstreamGate: admits everything, remembers every upstream attempt, retries included."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, ProviderError | None]] = []
+        self.admitted: list[tuple[str, str, str | None, int]] = []
+        self.learned: list[ProviderError] = []
+        self.grant: int | None = None  # set to grant a batch fewer credits than it asks for
 
-    def upstream_call(self, provider: str, endpoint: str, error: ProviderError | None) -> None:
+    def admit(
+        self, provider: str, endpoint: str, exchange: str | None, cost: int, *, partial: bool = False
+    ) -> int:
+        granted = min(cost, self.grant) if partial and self.grant is not None else cost
+        self.admitted.append((provider, endpoint, exchange, granted))
+        return granted
+
+    def upstream_call(
+        self, provider: str, endpoint: str, error: ProviderError | None, *, exchange=None, headers=None
+    ) -> None:
         self.calls.append((provider, endpoint, error))
+
+    def learn(self, provider: str, endpoint: str, exchange: str | None, error: ProviderError) -> None:
+        self.learned.append(error)
 
     @property
     def outcomes(self) -> list[tuple[str, str, FailureKind | None]]:
@@ -97,7 +112,7 @@ def twelvedata(
         base_url=TD_BASE,
         api_key=TD_KEY,
         timeout=2,
-        observer=observer,
+        gate=observer,
         clock=clock,
     )
 
@@ -113,7 +128,7 @@ def finnhub(
             base_url=FH_BASE,
             api_key=FH_KEY,
             timeout=2,
-            observer=observer,
+            gate=observer,
             clock=clock,
         )
 

@@ -136,6 +136,38 @@ def test_whole_batch_error_fails_every_symbol_of_the_request(twelvedata, upstrea
     assert {o.kind for o in outcomes.values()} == {FailureKind.RATE_LIMITED}
 
 
+def test_batch_is_cut_to_the_credits_the_fleet_has_left(twelvedata, upstream, observer, fixture_body):
+    observer.grant = 2
+    both = fixture_body("twelvedata-quote-batch-ok")
+    upstream.get(QUOTE_URL, json={ticker: both[ticker] for ticker in ("RELIANCE", "TCS")})
+
+    outcomes = twelvedata.quotes(BATCH)
+
+    assert [call.request.params["symbol"] for call in upstream.calls] == ["RELIANCE,TCS"]
+    assert all(isinstance(outcomes[i], Quote) for i in BATCH[:2])
+    for instrument in BATCH[2:]:
+        assert outcomes[instrument].kind is FailureKind.RATE_LIMITED
+        assert outcomes[instrument].scope == "budget"
+    assert observer.admitted == [("twelvedata", "/quote", "NSE", 2)]
+
+
+def test_profile_is_charged_ten_credits(twelvedata, upstream, observer, fixture_body):
+    upstream.get(PROFILE_URL, json=fixture_body("twelvedata-profile-ok"))
+
+    twelvedata.profile(RELIANCE)
+
+    assert observer.admitted == [("twelvedata", "/profile", "NSE", 10)]
+
+
+def test_a_plan_error_inside_a_batch_teaches_provider_health(twelvedata, upstream, observer, fixture_body):
+    plan_item = {**fixture_body("twelvedata-error-plan"), "meta": {"symbol": "RELIANCE,TCS"}}
+    upstream.get(QUOTE_URL, json={"RELIANCE": plan_item, "TCS": plan_item})
+
+    twelvedata.quotes(BATCH[:2])
+
+    assert [error.kind for error in observer.learned] == [FailureKind.PLAN]
+
+
 def test_quotes_on_two_exchanges_send_one_request_per_exchange(twelvedata, upstream, fixture_body):
     upstream.get(QUOTE_URL, json=fixture_body("twelvedata-quote-ok"))
 

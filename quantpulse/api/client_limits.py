@@ -1,0 +1,45 @@
+"""Per-client rate limits (Flask-Limiter), counted in the shared store so every instance agrees.
+
+The client is the address the platform's router saw: behind Heroku or Render, ``ProxyFix``
+trusts the last ``PROXY_FIX_HOPS`` entries of ``X-Forwarded-For`` (and no more, so a client
+cannot pick its own identity). Health checks and CORS preflights are never limited.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from quantpulse.cache.entry import NAMESPACE
+from quantpulse.config import Settings
+
+
+def register_client_limits(app: Flask, settings: Settings) -> Limiter | None:
+    if settings.proxy_fix_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops
+        )
+    if not settings.rate_limit:
+        return None
+    redis_url = settings.redis_url
+    tls = {"ssl_cert_reqs": None} if redis_url and redis_url.startswith("rediss://") else {}
+    return Limiter(
+        get_remote_address,
+        app=app,
+        default_limits=[settings.rate_limit],
+        default_limits_exempt_when=_exempt,
+        storage_uri=redis_url or "memory://",
+        storage_options={"socket_timeout": settings.redis_timeout, **tls},
+        key_prefix=f"{NAMESPACE}:ratelimit",
+        strategy="moving-window",
+        headers_enabled=True,
+        # The store being down must not turn into 500s: count in memory until it is back.
+        swallow_errors=True,
+        in_memory_fallback_enabled=True,
+    )
+
+
+def _exempt() -> bool:
+    return request.method == "OPTIONS" or (request.blueprint or "") == "health"

@@ -1,0 +1,107 @@
+"""A credit budget per provider, shared by the whole fleet through the store.
+
+Twelve Data's free plan gives 8 credits a minute and 800 a day (a batch of N symbols costs N, a
+profile 10); Finnhub allows 60 calls a minute and 30 a second. Each limit is a fixed window
+counted in one store key; a Lua script checks every window and reserves the cost in all of
+them at once, so concurrent workers can never overspend between a check and a charge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from quantpulse.cache.entry import NAMESPACE
+
+# KEYS: one counter per window. ARGV: cost, partial (1: grant what fits), then limit and
+# expiry (ms) per window. Returns {granted, index of the window that refused (0: none)}.
+_RESERVE = """
+local cost = tonumber(ARGV[1])
+local grant = cost
+local refused = 0
+for i, key in ipairs(KEYS) do
+  local left = tonumber(ARGV[1 + 2 * i]) - tonumber(redis.call('get', key) or '0')
+  if left < grant then grant = left; refused = i end
+end
+if grant < 1 or (ARGV[2] ~= '1' and grant < cost) then return {0, refused} end
+for i, key in ipairs(KEYS) do
+  redis.call('incrby', key, grant)
+  redis.call('pexpire', key, ARGV[2 + 2 * i])
+end
+return {grant, 0}
+"""
+# Raise a window's count to what the provider says is used; never lower it.
+_CORRECT = """
+local used = tonumber(ARGV[1])
+if used > tonumber(redis.call('get', KEYS[1]) or '0') then
+  redis.call('set', KEYS[1], used, 'PX', ARGV[2])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A fixed window of ``seconds`` allowing ``limit`` credits."""
+
+    name: str
+    seconds: float
+    limit: int
+
+    def key(self, provider: str, now: float) -> str:
+        return f"{NAMESPACE}:budget:{provider}:{self.name}:{int(now // self.seconds)}"
+
+    def resets_in(self, now: float) -> float:
+        return (int(now // self.seconds) + 1) * self.seconds - now
+
+    def expiry_ms(self) -> int:
+        return int(self.seconds * 2000)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    granted: int
+    refused_by: Window | None = None
+    retry_after: int | None = None
+
+
+class CreditBudget:
+    """The windows of each provider; a provider without windows has no budget."""
+
+    def __init__(self, windows: dict[str, tuple[Window, ...]]) -> None:
+        self._windows = {provider: ws for provider, ws in windows.items() if ws}
+
+    def limited(self, provider: str) -> bool:
+        return provider in self._windows
+
+    def reserve(
+        self, client: redis.Redis, provider: str, cost: int, now: float, *, partial: bool = False
+    ) -> Reservation:
+        """Charge ``cost`` (or, with ``partial``, as much of it as fits) to every window."""
+        windows = self._windows.get(provider)
+        if not windows:
+            return Reservation(cost)
+        args: list[float | int] = [cost, int(partial)]
+        for window in windows:
+            args += [window.limit, window.expiry_ms()]
+        keys = [window.key(provider, now) for window in windows]
+        granted, refused = client.eval(_RESERVE, len(keys), *keys, *args)
+        if granted:
+            return Reservation(int(granted))
+        window = windows[int(refused) - 1] if refused else windows[0]
+        return Reservation(0, window, max(1, round(window.resets_in(now))))
+
+    def left(self, client: redis.Redis, provider: str, now: float) -> dict[str, int]:
+        windows = self._windows.get(provider, ())
+        if not windows:
+            return {}
+        used = client.mget([window.key(provider, now) for window in windows])
+        return {w.name: max(0, w.limit - int(u or 0)) for w, u in zip(windows, used, strict=True)}
+
+    def correct(self, client: redis.Redis, provider: str, window_name: str, left: int, now: float) -> None:
+        """The provider reported ``left`` credits in a window: trust it when it says fewer."""
+        for window in self._windows.get(provider, ()):
+            if window.name == window_name:
+                used = max(0, window.limit - left)
+                client.eval(_CORRECT, 1, window.key(provider, now), used, window.expiry_ms())

@@ -1,0 +1,106 @@
+"""The gate every upstream request passes: health and budget before, accounting after.
+
+A request that a provider is known to refuse (cooldown, disabled key, plan) or that the
+fleet's budget cannot pay for is never sent: the provider raises a ``skipped`` ProviderError
+and the chain moves on (next provider, stale copy, demo). After an answer, the guard counts it,
+teaches provider health, and lets the provider's own credit headers correct the budget.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import redis
+
+from quantpulse.cache.stats import Stats
+from quantpulse.cache.store import Stores
+from quantpulse.errors import ProviderError, over_budget
+from quantpulse.upstream.budget import CreditBudget
+from quantpulse.upstream.health import ProviderHealth
+
+T = TypeVar("T")
+
+# Headers by which providers say how much is left, and which of our windows they describe.
+_LEFT_HEADERS = {
+    "twelvedata": ("api-credits-left", "minute"),
+    "finnhub": ("X-Ratelimit-Remaining", "minute"),
+}
+
+
+class UpstreamGuard:
+    def __init__(
+        self,
+        stores: Stores,
+        stats: Stats,
+        budget: CreditBudget,
+        health: ProviderHealth,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._stores = stores
+        self._stats = stats
+        self._budget = budget
+        self._health = health
+        self._clock = clock
+
+    def admit(
+        self, provider: str, endpoint: str, exchange: str | None, cost: int, *, partial: bool = False
+    ) -> int:
+        """Charge ``cost`` and return it, or raise a ``skipped`` ProviderError if it must not be sent.
+
+        With ``partial`` (a batch), as many credits as are left are granted, at least one.
+        """
+        now = self._clock()
+        blocked = self._on_store(
+            lambda client: self._health.blocked(client, provider, endpoint, exchange, now)
+        )
+        if blocked is not None:
+            raise blocked
+        reservation = self._on_store(
+            lambda client: self._budget.reserve(client, provider, cost, now, partial=partial)
+        )
+        if not reservation.granted:
+            raise over_budget(provider, reservation.retry_after)
+        return reservation.granted
+
+    def upstream_call(
+        self,
+        provider: str,
+        endpoint: str,
+        error: ProviderError | None,
+        *,
+        exchange: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """UpstreamObserver: count it, learn from it, correct the budget from its headers."""
+        self._stats.upstream_call(provider, endpoint, error)
+        now = self._clock()
+        self._on_store(lambda client: self._health.observe(client, provider, endpoint, exchange, error, now))
+        header, window = _LEFT_HEADERS.get(provider, ("", ""))
+        left = (headers or {}).get(header)
+        if left is not None and left.isdigit():
+            self._on_store(lambda client: self._budget.correct(client, provider, window, int(left), now))
+
+    def learn(self, provider: str, endpoint: str, exchange: str | None, error: ProviderError) -> None:
+        """A failure reported inside a successful answer (one item of a batch)."""
+        now = self._clock()
+        self._on_store(lambda client: self._health.observe(client, provider, endpoint, exchange, error, now))
+
+    def status(self, provider: str) -> dict[str, Any]:
+        now = self._clock()
+        health = self._on_store(lambda client: self._health.state(client, provider, now))
+        left = self._on_store(lambda client: self._budget.left(client, provider, now))
+        return {
+            **health,
+            "budget": {"minute_left": left.get("minute"), "day_left": left.get("day")}
+            if self._budget.limited(provider)
+            else None,
+        }
+
+    def _on_store(self, action: Callable[[redis.Redis], T]) -> T:
+        store = self._stores.active()
+        try:
+            return action(store.client)
+        except redis.RedisError as error:
+            return action(self._stores.mark_down(store, error).client)
