@@ -13,6 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from quantpulse.api import Components
+from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
 from quantpulse.cache.near import NearCache
@@ -29,6 +30,8 @@ from quantpulse.upstream.budget import CreditBudget, Window
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import HealthSettings, ProviderHealth
 
+HOT_READS = 3  # reads of one key within a minute that make it worth refreshing ahead
+
 
 def build_components(settings: Settings, stores: Stores) -> Components:
     stats = Stats(stores.primary.client)
@@ -39,6 +42,11 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         FillLocks(settings.lock_ttl),
         ThreadPoolExecutor(2, thread_name_prefix="refresh"),
         NearCache(settings.near_cache_ttl),
+        RefreshAhead(
+            fraction=settings.refresh_ahead,
+            hot_reads=HOT_READS,
+            allowed=guard.has_headroom,
+        ),
         negative_ttl=settings.negative_ttl,
         failure_ttl=settings.failure_ttl,
         wait_timeout=fill_wait_timeout(settings),

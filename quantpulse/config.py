@@ -49,6 +49,7 @@ class Settings:
     failure_ttl: int = 5
     lock_ttl: float = 10.0
     near_cache_ttl: int = 1
+    refresh_ahead: float = 0.2
     redis_timeout: float = 1.0
     cache_max_size: int = 10000
     twelvedata_credits_per_minute: int | None = None
@@ -109,6 +110,7 @@ class Settings:
             failure_ttl=env.integer("FAILURE_TTL", cls.failure_ttl, allow_zero=True),
             lock_ttl=env.number("LOCK_TTL", cls.lock_ttl),
             near_cache_ttl=env.integer("NEAR_CACHE_TTL", cls.near_cache_ttl, allow_zero=True),
+            refresh_ahead=env.number("REFRESH_AHEAD", cls.refresh_ahead, allow_zero=True),
             redis_timeout=env.number("REDIS_TIMEOUT", cls.redis_timeout),
             cache_max_size=env.integer("CACHE_MAX_SIZE", cls.cache_max_size),
             twelvedata_credits_per_minute=env.optional_integer("TWELVEDATA_CREDITS_PER_MINUTE"),

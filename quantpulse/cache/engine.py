@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import redis
 
 from quantpulse.cache import stats as counters
+from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.coalesce import LocalFlights
 from quantpulse.cache.entry import (
     COALESCED,
@@ -77,6 +78,7 @@ class CacheEngine:
         locks: FillLocks,
         refresher: Executor,
         near: NearCache,
+        ahead: RefreshAhead,
         *,
         negative_ttl: int,
         failure_ttl: int,
@@ -87,6 +89,7 @@ class CacheEngine:
         self._locks = locks
         self._refresher = refresher
         self._near = near
+        self._ahead = ahead
         self._negative_ttl = negative_ttl
         self._failure_ttl = failure_ttl
         self._wait_timeout = wait_timeout
@@ -113,6 +116,7 @@ class CacheEngine:
                 results[key] = Served(near, HIT)
         if len(results) == len(keys):
             self._stats.incr(counters.HITS, len(results))
+            self._refresh_hot(self._stores.active(), results, fetch_many, now)
             return results
         store, views = self._read_anywhere([key for key in keys if key not in results])
         stale: list[CacheKey] = []
@@ -133,7 +137,8 @@ class CacheEngine:
         self._stats.incr(counters.HITS, len(results) - len(stale))
         self._stats.incr(counters.STALE_SERVED, len(stale))
         if stale:
-            self._revalidate(store, stale, fetch_many)
+            self._revalidate(store, {key: views[key].entry.fetched_at for key in stale}, fetch_many)
+        self._refresh_hot(store, results, fetch_many, now)
         leading, waiting = self._flights.claim(cold)
         if leading:
             results.update(self._fill(store, leading, fetch_many))
@@ -218,16 +223,28 @@ class CacheEngine:
         return results
 
     def _lead(
-        self, store: Store, keys: list[CacheKey], fetch_many: FetchMany, counter: str
+        self,
+        store: Store,
+        keys: list[CacheKey],
+        fetch_many: FetchMany,
+        counter: str,
+        replacing: dict[CacheKey, float] | None = None,
     ) -> dict[CacheKey, Outcome]:
-        """Holding the locks: re-check, fetch what is still needed, write, release, publish."""
+        """Holding the locks: re-check, fetch what is still needed, write, release, publish.
+
+        ``replacing`` maps keys to the fetch time of the copy a refresh means to replace: a key
+        whose stored copy is newer than that was refreshed by someone else meanwhile.
+        """
+        replacing = replacing or {}
         try:
             now = time.time()
             views = self._read(store, keys)
             done: dict[CacheKey, Outcome] = {
                 key: Served(view.entry, COALESCED)
                 for key, view in views.items()
-                if view.entry is not None and view.entry.age(now) < key.kind.ttl
+                if view.entry is not None
+                and view.entry.age(now) < key.kind.ttl
+                and view.entry.fetched_at > replacing.get(key, float("-inf"))
             }
             to_fetch = [key for key in keys if key not in done]
             self._stats.incr(counter, len(to_fetch))
@@ -309,21 +326,36 @@ class CacheEngine:
 
     # ---- stale-while-revalidate ---------------------------------------------------------
 
-    def _revalidate(self, store: Store, keys: list[CacheKey], fetch_many: FetchMany) -> None:
-        """Start one background refresh for the stale keys whose fill lock is free fleet-wide."""
-        by_lock = {key.lock_key: key for key in keys}
+    def _refresh_hot(
+        self, store: Store, results: dict[CacheKey, Outcome], fetch_many: FetchMany, now: float
+    ) -> None:
+        """Refresh-ahead for fresh hits on hot keys that are close to going stale."""
+        due = {
+            key: outcome.entry.fetched_at
+            for key, outcome in results.items()
+            if isinstance(outcome, Served)
+            and outcome.cache == HIT
+            and self._ahead.due(key, outcome.entry, now)
+        }
+        if due:
+            self._revalidate(store, due, fetch_many)
+
+    def _revalidate(self, store: Store, replacing: dict[CacheKey, float], fetch_many: FetchMany) -> None:
+        """Start one background refresh for the keys whose fill lock is free fleet-wide."""
+        by_lock = {key.lock_key: key for key in replacing}
         try:
             taken, _ = self._locks.acquire(store.client, by_lock)
         except redis.RedisError:
             return
         if taken:
-            self._refresher.submit(self._refresh, store, [by_lock[name] for name in taken], fetch_many)
+            mine = {by_lock[name]: replacing[by_lock[name]] for name in taken}
+            self._refresher.submit(self._refresh, store, mine, fetch_many)
 
-    def _refresh(self, store: Store, keys: list[CacheKey], fetch_many: FetchMany) -> None:
+    def _refresh(self, store: Store, replacing: dict[CacheKey, float], fetch_many: FetchMany) -> None:
         try:
-            self._lead(store, keys, fetch_many, counters.REFRESHES)
+            self._lead(store, list(replacing), fetch_many, counters.REFRESHES, replacing)
         except Exception:  # a background task has nobody to report to but the log
-            log.exception("background refresh of %d keys failed", len(keys))
+            log.exception("background refresh of %d keys failed", len(replacing))
 
 
 def _settled(views: dict[CacheKey, _View]) -> dict[CacheKey, Outcome]:

@@ -75,6 +75,12 @@ class CreditBudget:
     def limited(self, provider: str) -> bool:
         return provider in self._windows
 
+    def providers(self) -> tuple[str, ...]:
+        return tuple(self._windows)
+
+    def limits(self, provider: str) -> dict[str, int]:
+        return {window.name: window.limit for window in self._windows.get(provider, ())}
+
     def reserve(
         self, client: redis.Redis, provider: str, cost: int, now: float, *, partial: bool = False
     ) -> Reservation:

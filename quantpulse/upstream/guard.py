@@ -87,6 +87,16 @@ class UpstreamGuard:
         now = self._clock()
         self._on_store(lambda client: self._health.observe(client, provider, endpoint, exchange, error, now))
 
+    def has_headroom(self, share: float = 0.5) -> bool:
+        """True while every budgeted window still has more than ``share`` of its credits left."""
+        now = self._clock()
+        for provider in self._budget.providers():
+            left = self._on_store(lambda client, p=provider: self._budget.left(client, p, now))
+            limits = self._budget.limits(provider)
+            if any(left[name] <= limits[name] * share for name in left):
+                return False
+        return True
+
     def status(self, provider: str) -> dict[str, Any]:
         now = self._clock()
         health = self._on_store(lambda client: self._health.state(client, provider, now))

@@ -15,6 +15,7 @@ from decimal import Decimal
 import fakeredis
 import pytest
 
+from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.entry import STATS_KEY, CacheKey, Entry, Kind
 from quantpulse.cache.locks import FillLocks
@@ -90,6 +91,8 @@ def make_engine(
     wait_timeout: float = 5,
     fallback: Store | None = None,
     near_seconds: int = 0,
+    ahead_fraction: float = 0.0,
+    budget_allows: bool = True,
 ) -> CacheEngine:
     stores = Stores(store, fallback=fallback, retry_after=30)
     return CacheEngine(
@@ -98,6 +101,7 @@ def make_engine(
         FillLocks(lock_ttl),
         refresher or ManualExecutor(),
         NearCache(near_seconds),
+        RefreshAhead(fraction=ahead_fraction, hot_reads=3, allowed=lambda: budget_allows),
         negative_ttl=30,
         failure_ttl=5,
         wait_timeout=wait_timeout,
@@ -175,6 +179,32 @@ def test_a_failed_refresh_keeps_the_stale_copy(store):
 
     again = engine.get_or_fetch(RELIANCE, lambda: pytest.fail("still refreshing?"))
     assert again.cache == "stale" and again.value == profile()
+
+
+def test_hot_keys_are_refreshed_shortly_before_they_go_stale(store):
+    refresher = ManualExecutor()
+    engine = make_engine(store, refresher=refresher, ahead_fraction=0.2)
+    engine.get_or_fetch(RELIANCE, lambda: entry(age=50))  # fresh, in the last 20 % of its TTL
+    fetch = CountingFetch(lambda: entry("Ahead"))
+
+    answers = [engine.get_or_fetch(RELIANCE, fetch).cache for _ in range(4)]
+    refresher.run_all()
+
+    assert answers == ["hit"] * 4
+    assert fetch.calls == 1, "one refresh once the key was hot"
+    assert engine.get_or_fetch(RELIANCE, fetch).value.name == "Ahead"
+
+
+@pytest.mark.parametrize(("age", "reads", "budget"), [(10, 6, True), (50, 2, True), (50, 6, False)])
+def test_no_refresh_ahead_for_young_cold_or_unaffordable_keys(store, age, reads, budget):
+    refresher = ManualExecutor()
+    engine = make_engine(store, refresher=refresher, ahead_fraction=0.2, budget_allows=budget)
+    engine.get_or_fetch(RELIANCE, lambda: entry(age=age))
+
+    for _ in range(reads - 1):
+        engine.get_or_fetch(RELIANCE, lambda: pytest.fail("no fetch expected"))
+
+    assert refresher.tasks == []
 
 
 def test_entry_past_its_stale_window_is_a_miss(engine):
