@@ -4,6 +4,10 @@ Twelve Data's free plan gives 8 credits a minute and 800 a day (a batch of N sym
 profile 10); Finnhub allows 60 calls a minute and 30 a second. Each limit is a fixed window
 counted in one store key; a Lua script checks every window and reserves the cost in all of
 them at once, so concurrent workers can never overspend between a check and a charge.
+
+A request sent just before a window ends may reach the provider just after, and count there in
+the next window. So a request sent within ``edge`` of the end is charged to both windows: every
+provider window then holds at most its limit, as long as requests arrive within ``edge``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,20 @@ class Window:
     seconds: float
     limit: int
 
+    @property
+    def edge(self) -> float:
+        """How late a request may reach the provider and still be counted right: a second, or a
+        quarter of a shorter window (Finnhub's second, a compressed test minute)."""
+        return min(1.0, self.seconds / 4)
+
     def key(self, provider: str, now: float) -> str:
         return f"{NAMESPACE}:budget:{provider}:{self.name}:{int(now // self.seconds)}"
+
+    def keys(self, provider: str, now: float) -> list[str]:
+        """The windows a request sent ``now`` may be counted in by the provider."""
+        keys = [self.key(provider, now)]
+        late = self.key(provider, now + self.edge)
+        return keys if late == keys[0] else [*keys, late]
 
     def resets_in(self, now: float) -> float:
         return (int(now // self.seconds) + 1) * self.seconds - now
@@ -89,14 +105,18 @@ class CreditBudget:
         if not windows:
             return Reservation(cost)
         args: list[float | int] = [cost, int(partial)]
+        keys: list[str] = []
+        owners: list[Window] = []
         for window in windows:
-            args += [window.limit, window.expiry_ms()]
-        keys = [window.key(provider, now) for window in windows]
+            for key in window.keys(provider, now):
+                keys.append(key)
+                owners.append(window)
+                args += [window.limit, window.expiry_ms()]
         granted, refused = client.eval(_RESERVE, len(keys), *keys, *args)
         if granted:
             return Reservation(int(granted))
-        window = windows[int(refused) - 1] if refused else windows[0]
-        return Reservation(0, window, max(1, round(window.resets_in(now))))
+        window = owners[int(refused) - 1] if refused else owners[0]
+        return Reservation(0, window, max(1, round(window.resets_in(now) + window.edge)))
 
     def left(self, client: redis.Redis, provider: str, now: float) -> dict[str, int]:
         windows = self._windows.get(provider, ())

@@ -3,6 +3,8 @@
 It speaks the providers' wire shapes and quirks (see ../shared/provider-fixtures/README.md)
 so adapters are exercised over real HTTP, counts every request so caching claims can be
 proven, and can be told to fail, stall or rate-limit so retries and failover can be tested.
+It can also enforce the free plans' rate limits the way the real APIs answer them, in
+compressed time, so a load test can prove the service never overdraws a plan.
 
 Run it standalone for benchmarks (another process steers it over ``/_control``)::
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import signal
 import sys
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import islice, takewhile
+from time import time as epoch_seconds
 from typing import Any, Self
 from urllib.parse import parse_qsl, urlsplit
 
@@ -112,6 +116,18 @@ COMPANIES: dict[str, Company] = {
     )
 }  # fmt: skip
 NO_HISTORY_SYMBOLS = frozenset({"NODATA"})
+SYNTHETIC_TICKERS = tuple(f"SYN{index:02d}" for index in range(1, 42))
+
+
+def _synthetic(ticker: str) -> Company:
+    """Breadth for load tests: plausible, distinct, well-formed listings beyond the real table."""
+    index = int(ticker[3:])
+    return Company(ticker, f"Synthetic Industries {index:02d} Ltd.", 100.0 + 37.5 * index, "Industrials",
+                   "Conglomerates", 1000 + index, "https://example.com", 100.0 + index, date(2000, 1, 3),
+                   "Mumbai")  # fmt: skip
+
+
+COMPANIES.update({ticker: _synthetic(ticker) for ticker in SYNTHETIC_TICKERS})
 
 EXCHANGES = {
     "NSE": Exchange("NSE", "XNSE", "NS", "NATIONAL STOCK EXCHANGE OF INDIA", 0.0),
@@ -333,11 +349,88 @@ def _not_found(path: str) -> Reply:
     return Reply(404, {"error": "Not Found", "path": path})
 
 
+# --- plan limits -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """A fixed window that resets at every multiple of ``seconds`` since the epoch, as Twelve
+    Data's per-minute budget does; ``limit`` None means counted but not enforced."""
+
+    name: str
+    seconds: float
+    limit: int | None
+
+    def index(self, now: float) -> int:
+        return math.floor(now / self.seconds)
+
+
+@dataclass(frozen=True)
+class Charge:
+    """One request against a plan: what it was charged and what its headline window has left."""
+
+    cost: int  # 0 when refused
+    limit: int
+    left: int
+    resets_at: float  # epoch seconds
+    refused_by: Window | None = None
+    needed: int = 0  # what the refusing window would have reached: the number the provider quotes
+
+
+class RateLimiter:
+    """A provider plan as fixed-window budgets, charged all or nothing.
+
+    A request that would overdraw any window is refused and charged nothing, so a client that
+    sends too big a batch loses no credits. Usage is kept per (window length, index), so setting
+    the same limits again does not hand out a second budget in the current window. Not locked:
+    the server holds its lock around every call.
+    """
+
+    def __init__(self) -> None:
+        self.windows: tuple[Window, ...] = ()
+        self.charged = 0
+        self.refused = 0
+        self._used: Counter[tuple[float, int]] = Counter()
+
+    @property
+    def enforcing(self) -> bool:
+        return any(window.limit is not None for window in self.windows)
+
+    def charge(self, cost: int, now: float) -> Charge:
+        """Charge ``cost`` at epoch ``now``; only while enforcing. Costing nothing is never refused."""
+        slots = {window: (window.seconds, window.index(now)) for window in self.windows}
+        enforced = [window for window in self.windows if window.limit is not None]
+        headline = enforced[0]  # the window the provider's headers describe
+        # Longest window first: when both are spent, "for the day" is the refusal that lasts.
+        for window in sorted(enforced, key=lambda window: -window.seconds):
+            needed = self._used[slots[window]] + cost
+            if cost and needed > window.limit:
+                self.refused += 1
+                report = self._report(0, headline, slots[headline])
+                return replace(report, refused_by=window, needed=needed)
+        if cost:
+            self.charged += cost
+            for slot in slots.values():
+                self._used[slot] += cost
+        return self._report(cost, headline, slots[headline])
+
+    def used_per_window(self, seconds: float) -> dict[int, int]:
+        """Credits charged per window index, for the windows ``seconds`` long."""
+        return {index: used for (length, index), used in self._used.items() if length == seconds}
+
+    def _report(self, cost: int, window: Window, slot: tuple[float, int]) -> Charge:
+        left = max(0, window.limit - self._used[slot])
+        return Charge(cost, window.limit, left, (slot[1] + 1) * window.seconds)
+
+
 # --- Twelve Data -------------------------------------------------------------------------
 
 TD_PRICING = "https://twelvedata.com/pricing"
-# Every request sees a fresh budget, so clients never slow themselves down in benchmarks.
+# Unless limits are enforced, every request sees a fresh budget, so clients never slow
+# themselves down in benchmarks.
 TD_CREDIT_BUDGET = 800
+# Credits per symbol (T5); unknown symbols in a batch are charged too.
+TD_CREDITS_PER_SYMBOL = {"/quote": 1, "/time_series": 1, "/profile": 10}
 
 
 def _td_error(code: int, message: str) -> dict[str, Any]:
@@ -355,18 +448,23 @@ TD_SYMBOL_NOT_FOUND = _td_error(
     "**symbol** or **figi** parameter is missing or invalid. Please provide a valid symbol "
     "according to API documentation: https://twelvedata.com/docs#reference-data",
 )
-TD_CREDITS_MINUTE = _td_error(
-    429,
-    "You have run out of API credits for the current minute. 9 API credits were used, with "
-    "the current limit being 8. Wait for the next minute or consider switching to a higher "
-    f"tier plan at {TD_PRICING}",
-)
-TD_CREDITS_DAY = _td_error(
-    429,
-    "You have run out of API credits for the day. 812 API credits were used, with the "
-    "current limit being 800. Wait for the next day or consider switching to a paid plan "
-    f"at {TD_PRICING}",
-)
+# Only the window's wording tells the two apart (T6); keyed by ``Window.name``.
+TD_OUT_OF_CREDITS = {
+    "minute": "You have run out of API credits for the current minute. {used} API credits were used, "
+    "with the current limit being {limit}. Wait for the next minute or consider switching to a "
+    f"higher tier plan at {TD_PRICING}",
+    "day": "You have run out of API credits for the day. {used} API credits were used, with the "
+    "current limit being {limit}. Wait for the next day or consider switching to a paid plan at "
+    f"{TD_PRICING}",
+}
+
+
+def _td_out_of_credits(window: str, used: int, limit: int) -> dict[str, Any]:
+    return _td_error(429, TD_OUT_OF_CREDITS[window].format(used=used, limit=limit))
+
+
+TD_CREDITS_MINUTE = _td_out_of_credits("minute", 9, 8)
+TD_CREDITS_DAY = _td_out_of_credits("day", 812, 800)
 TD_PLAN = _td_error(
     404,
     f"This symbol is available starting with Grow plan. Consider upgrading now at {TD_PRICING}",
@@ -387,6 +485,21 @@ def _td_reply(body: Any, symbols: int, cost: int = 1) -> Reply:
     used = symbols * cost
     left = max(0, TD_CREDIT_BUDGET - used)
     return Reply(200, body, {"api-credits-used": str(used), "api-credits-left": str(left)})
+
+
+def _td_cost(path: str, query: Mapping[str, str]) -> int:
+    return TD_CREDITS_PER_SYMBOL.get(path, 0) * len(query.get("symbol", "").split(","))
+
+
+def _td_over_limit(charge: Charge) -> Reply:
+    """The whole request fails as one flat error, even for a batch (T4); 429 rather than 200 (T2)."""
+    window = charge.refused_by
+    return Reply(429, _td_out_of_credits(window.name, charge.needed, window.limit))
+
+
+def _td_limit_headers(charge: Charge) -> dict[str, str]:
+    """What this request was charged and what the minute has left (refused: 0, unchanged)."""
+    return {"api-credits-used": str(charge.cost), "api-credits-left": str(charge.left)}
 
 
 def _td_instrument(listing: Listing) -> dict[str, str]:
@@ -545,6 +658,26 @@ def _fh_error(status: int, message: str) -> Reply:
     return Reply(status, {"error": message})
 
 
+FH_RATE_LIMITED = _fh_error(429, "API limit reached. Please try again later. Remaining Limit: 0")
+
+
+def _fh_cost(path: str, query: Mapping[str, str]) -> int:
+    return 1
+
+
+def _fh_over_limit(charge: Charge) -> Reply:
+    return FH_RATE_LIMITED
+
+
+def _fh_limit_headers(charge: Charge) -> dict[str, str]:
+    """The minute window's state; Reset is rounded up so a client waiting for it is never early."""
+    return {
+        "X-Ratelimit-Limit": str(charge.limit),
+        "X-Ratelimit-Remaining": str(charge.left),
+        "X-Ratelimit-Reset": str(math.ceil(charge.resets_at)),
+    }
+
+
 def _fh_rate_headers(reply: Reply, now: datetime) -> dict[str, str]:
     """Finnhub sends its rate-limit headers on every answer; Reset is assumed epoch seconds."""
     next_minute = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -656,7 +789,11 @@ class ProviderSpec:
     unauthorized: Reply
     failures: Mapping[str, Reply]  # canned answers of the failure modes
     routes: Mapping[str, Route]
-    extra_headers: Callable[[Reply, datetime], dict[str, str]] = _no_extra_headers
+    # while plan limits are enforced (see FakeProviderServer.enforce_limits)
+    cost: Callable[[str, Mapping[str, str]], int]
+    over_limit: Callable[[Charge], Reply]
+    limit_headers: Callable[[Charge], dict[str, str]]
+    extra_headers: Callable[[Reply, datetime], dict[str, str]] = _no_extra_headers  # otherwise
 
     @property
     def modes(self) -> frozenset[str]:
@@ -687,6 +824,9 @@ PROVIDERS = {
                 "/time_series": _td_time_series,
                 "/profile": _td_profile,
             },
+            cost=_td_cost,
+            over_limit=_td_over_limit,
+            limit_headers=_td_limit_headers,
         ),
         ProviderSpec(
             name="finnhub",
@@ -695,7 +835,7 @@ PROVIDERS = {
             unauthorized=_fh_error(401, "Invalid API key."),
             failures={
                 "error_500": BAD_GATEWAY,
-                "rate_limit": _fh_error(429, "API limit reached. Please try again later. Remaining Limit: 0"),
+                "rate_limit": FH_RATE_LIMITED,
                 "plan": _fh_error(403, "You don't have access to this resource."),
             },
             routes={
@@ -703,11 +843,28 @@ PROVIDERS = {
                 "/stock/candle": _fh_candle,
                 "/stock/profile2": _fh_profile2,
             },
+            cost=_fh_cost,
+            over_limit=_fh_over_limit,
+            limit_headers=_fh_limit_headers,
             extra_headers=_fh_rate_headers,
         ),
     )
 }
 SECRET_PARAMS = frozenset({"apikey", "token"})
+
+
+def _limit(value: Any) -> int | None:
+    """A limit as given to enforce_limits (maybe from JSON): a whole number >= 0, or None."""
+    if value is not None and (type(value) is not int or value < 0):
+        raise ValueError(f"a limit must be a whole number >= 0 or null, not {value!r}")
+    return value
+
+
+def _provider(name: str) -> ProviderSpec:
+    spec = PROVIDERS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown provider {name!r}; expected one of {sorted(PROVIDERS)}")
+    return spec
 
 
 @dataclass
@@ -732,6 +889,9 @@ class _Behaviour:
 class _HTTPServer(ThreadingHTTPServer):
     # A stalled answer must not keep stop() or interpreter exit waiting.
     daemon_threads = True
+    # The default backlog of 5 drops a burst's extra connects; their SYN retry costs 1 s, which
+    # would skew latency and push requests into later windows of a compressed-time load test.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], fake: FakeProviderServer) -> None:
         super().__init__(address, _Handler)
@@ -851,15 +1011,74 @@ class FakeProviderServer:
         stall_seconds: float = 30.0,
     ) -> None:
         """Make ``provider`` answer in ``mode``, for the next ``times`` requests or until changed."""
-        spec = PROVIDERS.get(provider)
-        if spec is None:
-            raise ValueError(f"unknown provider {provider!r}; expected one of {sorted(PROVIDERS)}")
+        spec = _provider(provider)
         if mode not in spec.modes:
             raise ValueError(f"{provider} has no mode {mode!r}; expected one of {sorted(spec.modes)}")
         if times is not None and times < 1:
             raise ValueError("times must be at least 1")
         with self._lock:
             self._behaviours[provider] = _Behaviour(mode, times, stall_seconds)
+
+    def enforce_limits(
+        self,
+        *,
+        minute_seconds: float = 60.0,
+        twelvedata_per_minute: int | None = 8,
+        twelvedata_per_day: int | None = 800,
+        finnhub_per_minute: int | None = 60,
+        finnhub_per_second: int | None = 30,
+    ) -> None:
+        """Refuse what the free plans would refuse, answered as the real APIs answer it (T5, T6, F6).
+
+        Windows are fixed and aligned to multiples of their length on ``time.time()``; a day is
+        1440 and a Finnhub second 1/60 of ``minute_seconds``, so compressing the minute compresses
+        them all. None leaves that limit unenforced. Rate headers describe the minute window (the
+        first enforced one if the minute is not). Calling it again replaces the limits; what was
+        already charged in the current windows still counts. A request within the limits is
+        charged, then answered in the provider's set_mode mode.
+        """
+        minute = float(minute_seconds)
+        if not minute > 0:
+            raise ValueError("minute_seconds must be positive")
+        plans = {
+            "twelvedata": (
+                Window("minute", minute, _limit(twelvedata_per_minute)),
+                Window("day", minute * 1440, _limit(twelvedata_per_day)),
+            ),
+            "finnhub": (
+                Window("minute", minute, _limit(finnhub_per_minute)),
+                Window("second", minute / 60, _limit(finnhub_per_second)),
+            ),
+        }
+        with self._lock:
+            self._minute_seconds = minute
+            for name, windows in plans.items():
+                self._limiters[name].windows = windows
+
+    def stop_enforcing(self) -> None:
+        """Back to unlimited answers; what was charged stays readable until reset()."""
+        with self._lock:
+            for limiter in self._limiters.values():
+                limiter.windows = ()
+
+    def rate_limited(self, provider: str | None = None) -> int:
+        """429s sent because a request was over an enforced limit (set_mode's are not counted)."""
+        names = list(PROVIDERS) if provider is None else [_provider(provider).name]
+        with self._lock:
+            return sum(self._limiters[name].refused for name in names)
+
+    def credits_used(self, provider: str) -> int:
+        """Credits (Twelve Data) or calls (Finnhub) charged while enforcing, since reset()."""
+        name = _provider(provider).name
+        with self._lock:
+            return self._limiters[name].charged
+
+    def credits_by_window(self, provider: str) -> dict[int, int]:
+        """Charged per minute window (index = epoch // minute_seconds), so a test can prove no
+        minute went over the limit. Only windows of the latest ``minute_seconds`` are listed."""
+        name = _provider(provider).name
+        with self._lock:
+            return self._limiters[name].used_per_window(self._minute_seconds)
 
     def calls(self, provider: str | None = None, path: str | None = None) -> int:
         """Requests received, failing ones included, optionally for one provider and path."""
@@ -871,7 +1090,7 @@ class FakeProviderServer:
             )
 
     def call_counts(self) -> dict[str, Any]:
-        """Counts per provider and path plus the total: the ``/_control/calls`` body."""
+        """Counts per provider and path plus the total; ``/_control/calls`` adds ``limits``."""
         with self._lock:
             counts: dict[str, Any] = {name: {} for name in PROVIDERS}
             for (name, route), count in sorted(self._counts.items()):
@@ -892,7 +1111,8 @@ class FakeProviderServer:
             return self._key_in_url
 
     def reset(self) -> None:
-        """Zero the counters and log and put every provider back to "ok"; latency is kept."""
+        """Zero the counters and log, put every provider back to "ok" and stop enforcing limits
+        (a test that wants them after a reset says so again); latency is kept."""
         with self._lock:
             self._reset_state()
 
@@ -901,6 +1121,21 @@ class FakeProviderServer:
         self._log: list[tuple[str, str, dict[str, str]]] = []
         self._key_in_url = False
         self._behaviours = {name: _Behaviour() for name in PROVIDERS}
+        self._limiters = {name: RateLimiter() for name in PROVIDERS}
+        self._minute_seconds = 60.0
+
+    def _limits_report(self) -> dict[str, Any]:
+        """The ``limits`` part of ``/_control/calls``: settings in force and what they did."""
+        with self._lock:
+            report: dict[str, Any] = {"minute_seconds": self._minute_seconds}
+            for name, limiter in self._limiters.items():
+                report[name] = {
+                    "enforced": {window.name: window.limit for window in limiter.windows},
+                    "rate_limited": limiter.refused,
+                    "credits_used": limiter.charged,
+                    "credits_by_window": limiter.used_per_window(self._minute_seconds),
+                }
+        return report
 
     # request handling (socket-free, so it reads top to bottom)
 
@@ -920,8 +1155,17 @@ class FakeProviderServer:
         lowered = {name.lower(): value for name, value in headers.items()}
         now = _wall(self._clock())
         route = spec.routes.get(path) if method == "GET" else None
-        reply = self._provider_reply(spec, route, path, query, lowered, now)
-        return reply.with_headers(spec.extra_headers(reply, now))
+        # Auth, then the plan's limits, then the failure mode (it models the provider, not the network).
+        authorized = spec.authorized(lowered, self._keys[spec.name])
+        charge = self._charge(spec, spec.cost(path, query) if authorized and route else 0)
+        if not authorized:
+            reply = spec.unauthorized
+        elif charge is not None and charge.refused_by is not None:
+            reply = spec.over_limit(charge)
+        else:
+            reply = self._provider_reply(spec, route, path, query, now)
+        headers = spec.extra_headers(reply, now) if charge is None else spec.limit_headers(charge)
+        return reply.with_headers(headers)
 
     def _record(self, provider: str, path: str, query: dict[str, str]) -> None:
         secrets = SECRET_PARAMS.intersection(name.lower() for name in query)
@@ -935,18 +1179,21 @@ class FakeProviderServer:
         if seconds > 0:
             self._stopping.wait(seconds)
 
+    def _charge(self, spec: ProviderSpec, cost: int) -> Charge | None:
+        """Charge ``cost`` to the provider's plan now; None while its limits are not enforced."""
+        with self._lock:
+            limiter = self._limiters[spec.name]
+            return limiter.charge(cost, epoch_seconds()) if limiter.enforcing else None
+
     def _provider_reply(
         self,
         spec: ProviderSpec,
         route: Route | None,
         path: str,
         query: Mapping[str, str],
-        headers: Mapping[str, str],
         now: datetime,
     ) -> Reply:
-        """Auth first, then the failure mode (it models the provider, not the network)."""
-        if not spec.authorized(headers, self._keys[spec.name]):
-            return spec.unauthorized
+        """The failure mode if one is set, else the route's answer."""
         with self._lock:
             mode, stall_seconds = self._behaviours[spec.name].take()
         if mode == "stall":
@@ -962,7 +1209,7 @@ class FakeProviderServer:
         try:
             payload = json.loads(body or b"{}") if method == "POST" else {}
             if (method, path) == ("GET", "/calls"):
-                return Reply(200, self.call_counts())
+                return Reply(200, {**self.call_counts(), "limits": self._limits_report()})
             if (method, path) == ("POST", "/reset"):
                 self.reset()
             elif (method, path) == ("POST", "/behaviour"):
@@ -974,6 +1221,12 @@ class FakeProviderServer:
                 )
             elif (method, path) == ("POST", "/latency"):
                 self.latency = float(payload["seconds"])
+            elif (method, path) == ("POST", "/limits"):
+                # enforce_limits' keyword arguments; {"enabled": false} stops enforcing.
+                if payload.pop("enabled", True):
+                    self.enforce_limits(**payload)
+                else:
+                    self.stop_enforcing()
             else:
                 return _not_found(f"/_control{path}")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -7,6 +7,7 @@ against the recorded bodies in ``../shared/provider-fixtures``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 import requests
@@ -73,6 +75,23 @@ def get(
 def sample(server: FakeProviderServer, provider: str, **kwargs: Any) -> requests.Response:
     path, params = SAMPLE_REQUEST[provider]
     return get(server, provider, path, params, **kwargs)
+
+
+def quotes(server: FakeProviderServer, *symbols: str) -> requests.Response:
+    """One Twelve Data /quote for ``symbols``: a comma batch when there are several."""
+    return get(server, "twelvedata", "/quote", {"symbol": ",".join(symbols), "exchange": "NSE"})
+
+
+def fresh_window(seconds: float, need: float = 0.5) -> None:
+    """Wait, if needed, until ``need`` seconds of the current fixed window are left, so that a
+    test's requests all land in one window (windows are aligned to ``time.time()``)."""
+    left = seconds - time.time() % seconds
+    if left < need:
+        time.sleep(left + 0.01)
+
+
+def next_window(seconds: float) -> None:
+    time.sleep(seconds - time.time() % seconds + 0.01)
 
 
 @pytest.fixture
@@ -150,6 +169,7 @@ def test_every_provider_request_is_counted_failures_included(
         "twelvedata": {"/quote": 2},
         "finnhub": {"/quote": 1},
         "total": 3,
+        "limits": ANY,
     }
 
     server.reset()
@@ -398,6 +418,193 @@ def test_control_api_reads_and_steers_the_server(server: FakeProviderServer) -> 
     assert requests.get(f"{control}/calls", timeout=5).json()["total"] == 0
 
 
+# --- enforced plan limits (a compressed minute of 1 s unless said otherwise) ------------------
+
+
+def test_twelvedata_batch_over_the_minute_budget_is_refused_whole_and_charges_nothing(
+    server: FakeProviderServer,
+) -> None:
+    server.enforce_limits(minute_seconds=1.0)
+    fresh_window(1.0)
+
+    first = quotes(server, "RELIANCE", "TCS", "INFY", "HDFCBANK", "RELIANC")
+    second = quotes(server, "SBIN", "ITC", "M&M", "ICICIBANK")
+
+    assert first.status_code == 200
+    assert (first.headers["api-credits-used"], first.headers["api-credits-left"]) == ("5", "3")
+    # The recorded body happens to be exactly this case: 5 + 4 = 9 credits against 8.
+    assert (second.status_code, second.json()) == (429, fixture("twelvedata-error-credits-exhausted"))
+    assert (second.headers["api-credits-used"], second.headers["api-credits-left"]) == ("0", "3")
+    assert "Is_batch" not in second.headers
+    assert (server.credits_used("twelvedata"), server.rate_limited("twelvedata")) == (5, 1)
+    assert (server.rate_limited(), server.calls("twelvedata")) == (1, 2)
+
+
+def test_the_next_window_allows_requests_again_and_no_window_goes_over(
+    server: FakeProviderServer,
+) -> None:
+    server.enforce_limits(minute_seconds=1.0)
+    fresh_window(1.0)
+    full = quotes(server, "RELIANCE", "TCS", "INFY", "HDFCBANK", "ICICIBANK", "SBIN", "ITC", "M&M")
+    refused = quotes(server, "TCS")
+
+    next_window(1.0)
+    allowed = quotes(server, "TCS")
+
+    assert [full.status_code, refused.status_code, allowed.status_code] == [200, 429, 200]
+    assert allowed.headers["api-credits-left"] == "7"
+    windows = server.credits_by_window("twelvedata")
+    assert sorted(windows.items()) == [(min(windows), 8), (min(windows) + 1, 1)]
+
+
+def test_setting_the_same_limits_again_gives_no_second_budget(server: FakeProviderServer) -> None:
+    server.enforce_limits(minute_seconds=1.0, twelvedata_per_minute=2)
+    fresh_window(1.0)
+    quotes(server, "TCS", "INFY")
+
+    server.enforce_limits(minute_seconds=1.0, twelvedata_per_minute=2)
+
+    assert quotes(server, "TCS").status_code == 429
+
+
+def test_twelvedata_day_budget_gets_the_daily_message_even_when_the_minute_is_spent_too(
+    server: FakeProviderServer,
+) -> None:
+    daily = fixture("twelvedata-error-credits-daily")["message"]
+    server.enforce_limits(minute_seconds=1.0, twelvedata_per_day=3)
+
+    params = {"symbol": "TCS", "exchange": "NSE", "interval": "1day"}
+    series = [get(server, "twelvedata", "/time_series", params) for _ in range(3)]
+    one_more = quotes(server, "TCS")
+    big_batch = quotes(server, *["TCS"] * 9)  # 12 > 8 for the minute too
+
+    assert [answer.status_code for answer in series] == [200] * 3
+    assert (one_more.status_code, one_more.json()["code"]) == (429, 429)
+    assert one_more.json()["message"] == daily.replace("812", "4").replace("800", "3")
+    assert big_batch.json()["message"] == daily.replace("812", "12").replace("800", "3")
+    assert server.credits_used("twelvedata") == 3
+
+
+def test_a_profile_costs_10_credits_so_the_free_plan_never_gets_one(server: FakeProviderServer) -> None:
+    minute = fixture("twelvedata-error-credits-exhausted")["message"]
+    server.enforce_limits(minute_seconds=1.0)
+
+    response = get(server, "twelvedata", "/profile", {"symbol": "TCS", "exchange": "NSE"})
+
+    assert response.status_code == 429
+    assert response.json()["message"] == minute.replace("9 API", "10 API")
+    assert server.credits_used("twelvedata") == 0
+
+
+def test_finnhub_per_second_cap_refuses_with_the_recorded_body(server: FakeProviderServer) -> None:
+    server.enforce_limits(finnhub_per_second=3)  # a real minute, so the second is 1 s
+    fresh_window(1.0)
+
+    answers = [sample(server, "finnhub") for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert answers[-1].json() == fixture("finnhub-error-rate-limit")
+    # The minute still has calls left; only the per-second cap said no.
+    assert answers[-1].headers["X-Ratelimit-Remaining"] == "57"
+    assert (server.rate_limited("finnhub"), server.credits_used("finnhub")) == (1, 3)
+
+
+def test_finnhub_rate_headers_count_down_the_minute_window(server: FakeProviderServer) -> None:
+    server.enforce_limits(minute_seconds=1.0, finnhub_per_minute=5, finnhub_per_second=None)
+    fresh_window(1.0)
+    window_end = math.floor(time.time()) + 1
+
+    answers = [sample(server, "finnhub") for _ in range(6)]
+
+    assert [answer.status_code for answer in answers] == [200] * 5 + [429]
+    assert [answer.headers["X-Ratelimit-Remaining"] for answer in answers] == ["4", "3", "2", "1", "0", "0"]
+    assert {answer.headers["X-Ratelimit-Limit"] for answer in answers} == {"5"}
+    assert {answer.headers["X-Ratelimit-Reset"] for answer in answers} == {str(window_end)}
+
+
+def test_unauthenticated_requests_are_not_charged_but_carry_the_rate_headers(
+    server: FakeProviderServer,
+) -> None:
+    server.enforce_limits(minute_seconds=1.0)
+    fresh_window(1.0)
+
+    twelvedata = sample(server, "twelvedata", headers={})
+    finnhub = sample(server, "finnhub", headers={})
+
+    assert twelvedata.status_code == finnhub.status_code == 401
+    assert (twelvedata.headers["api-credits-used"], twelvedata.headers["api-credits-left"]) == ("0", "8")
+    assert finnhub.headers["X-Ratelimit-Remaining"] == "60"
+    assert server.credits_used("twelvedata") == server.credits_used("finnhub") == 0
+
+
+def test_limits_come_after_latency_and_before_failure_modes() -> None:
+    with FakeProviderServer(latency=0.2) as fake:
+        fake.enforce_limits(minute_seconds=1.0)
+        fake.set_mode("twelvedata", "error_500", times=1)
+        started = time.monotonic()
+        refused = get(fake, "twelvedata", "/profile", {"symbol": "TCS", "exchange": "NSE"})
+        elapsed = time.monotonic() - started
+        failed = sample(fake, "twelvedata")  # the refusal did not use up the mode
+
+    assert (refused.status_code, failed.status_code) == (429, 502)
+    assert elapsed >= 0.2
+    assert (fake.calls("twelvedata"), fake.rate_limited(), fake.credits_used("twelvedata")) == (2, 1, 1)
+
+
+def test_concurrent_requests_never_overdraw_a_window(server: FakeProviderServer) -> None:
+    server.enforce_limits(minute_seconds=1.0, finnhub_per_minute=10, finnhub_per_second=None)
+    fresh_window(1.0)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda _: sample(server, "finnhub").status_code, range(32)))
+
+    assert (statuses.count(200), statuses.count(429)) == (10, 22)
+    assert list(server.credits_by_window("finnhub").values()) == [10]
+    assert server.rate_limited("finnhub") == 22
+
+
+def test_reset_stops_enforcing_and_clears_what_was_charged(server: FakeProviderServer) -> None:
+    server.enforce_limits(minute_seconds=1.0)
+    sample(server, "twelvedata")
+    refused = get(server, "twelvedata", "/profile", {"symbol": "TCS", "exchange": "NSE"})
+
+    server.reset()
+    profile = get(server, "twelvedata", "/profile", {"symbol": "TCS", "exchange": "NSE"})
+
+    assert (refused.status_code, profile.status_code) == (429, 200)
+    assert (server.rate_limited(), server.credits_used("twelvedata")) == (0, 0)
+    assert server.credits_by_window("twelvedata") == {}
+
+
+def test_control_api_enforces_reports_and_stops_limits(server: FakeProviderServer) -> None:
+    control = f"{server.url}/_control"
+    limits = {"minute_seconds": 1.0, "twelvedata_per_minute": 1, "finnhub_per_second": None}
+
+    assert requests.post(f"{control}/limits", json=limits, timeout=5).status_code == 200
+    fresh_window(1.0)
+    statuses = [sample(server, "twelvedata").status_code for _ in range(2)]
+    report = requests.get(f"{control}/calls", timeout=5).json()["limits"]
+    bad = [
+        requests.post(f"{control}/limits", json=payload, timeout=5).status_code
+        for payload in ({"minute_seconds": 0}, {"finnhub_per_minute": 1.5}, {"per_hour": 5}, [])
+    ]
+    stopped = requests.post(f"{control}/limits", json={"enabled": False}, timeout=5)
+    after = [sample(server, "twelvedata").status_code for _ in range(2)]
+
+    assert statuses == [200, 429]
+    assert report["minute_seconds"] == 1.0
+    assert report["twelvedata"] == {
+        "enforced": {"minute": 1, "day": 800},
+        "rate_limited": 1,
+        "credits_used": 1,
+        "credits_by_window": {str(math.floor(time.time())): 1},
+    }
+    assert report["finnhub"]["enforced"] == {"minute": 60, "second": None}
+    assert bad == [400] * 4
+    assert (stopped.status_code, after) == (200, [200, 200])
+    assert server.credits_used("twelvedata") == 1
+
+
 def test_unknown_paths_are_json_404s(server: FakeProviderServer) -> None:
     provider_path = get(server, "twelvedata", "/nope")
     elsewhere = requests.get(f"{server.url}/nope", timeout=5)
@@ -417,4 +624,4 @@ def test_runs_standalone_and_prints_its_urls() -> None:
             process.terminate()
 
     assert twelvedata_line.startswith("TWELVEDATA_BASE_URL=http://127.0.0.1:")
-    assert calls == {"twelvedata": {}, "finnhub": {}, "total": 0}
+    assert calls == {"twelvedata": {}, "finnhub": {}, "total": 0, "limits": ANY}

@@ -36,7 +36,15 @@ def test_a_refusal_says_which_window_and_when_it_resets(budget, client):
 
     assert refusal.granted == 0
     assert refusal.refused_by == MINUTE
-    assert refusal.retry_after == 15
+    assert refusal.retry_after == 16  # 15 s to the next minute, plus its one-second edge
+
+
+def test_a_request_sent_at_the_edge_of_a_window_counts_in_both(budget, client):
+    budget.reserve(client, "twelvedata", 3, T0 + 59.5)  # may arrive in the next minute
+
+    assert budget.left(client, "twelvedata", T0 + 59.5)["minute"] == 5
+    assert budget.left(client, "twelvedata", T0 + 60)["minute"] == 5
+    assert budget.reserve(client, "twelvedata", 6, T0 + 60).granted == 0
 
 
 def test_nothing_is_charged_when_a_request_does_not_fit(budget, client):
@@ -54,7 +62,7 @@ def test_a_batch_gets_what_is_left(budget, client):
 
 
 def test_the_next_minute_starts_a_fresh_window(budget, client):
-    budget.reserve(client, "twelvedata", 8, T0)
+    budget.reserve(client, "twelvedata", 8, T0 + 30)
 
     assert budget.reserve(client, "twelvedata", 8, T0 + 60).granted == 8
     assert budget.left(client, "twelvedata", T0 + 60) == {"minute": 0, "day": 784}
