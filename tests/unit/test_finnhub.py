@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import requests
 from responses import matchers
 
 from quantpulse.errors import FailureKind, ProviderError
@@ -354,19 +353,3 @@ def test_transient_failure_then_success_returns_the_second_answer(finnhub, upstr
         ("finnhub", "/quote", FailureKind.TRANSIENT),
         ("finnhub", "/quote", None),
     ]
-
-
-@pytest.mark.parametrize(
-    "failure",
-    [requests.ConnectionError("connection refused"), requests.ConnectTimeout(), requests.ReadTimeout()],
-    ids=["connection-error", "connect-timeout", "read-timeout"],
-)
-def test_network_failures_are_transient_and_retried_once(finnhub, upstream, observer, failure):
-    upstream.get(CANDLE_URL, body=failure)
-
-    with pytest.raises(ProviderError, match=type(failure).__name__) as excinfo:
-        finnhub.history(RELIANCE, PERIODS["1mo"])
-
-    assert excinfo.value.kind is FailureKind.TRANSIENT
-    assert len(upstream.calls) == 2
-    assert observer.outcomes == [("finnhub", "/stock/candle", FailureKind.TRANSIENT)] * 2

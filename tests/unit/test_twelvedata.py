@@ -6,7 +6,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
-import requests
 
 from quantpulse.errors import FailureKind, ProviderError
 from quantpulse.models import MARKET_CLOSED, MARKET_UNKNOWN, Quote
@@ -422,19 +421,3 @@ def test_transient_failure_then_success_returns_the_second_answer(
         ("twelvedata", "/quote", FailureKind.TRANSIENT),
         ("twelvedata", "/quote", None),
     ]
-
-
-@pytest.mark.parametrize(
-    "failure",
-    [requests.ConnectionError("connection refused"), requests.ConnectTimeout(), requests.ReadTimeout()],
-    ids=["connection-error", "connect-timeout", "read-timeout"],
-)
-def test_network_failures_are_transient_and_retried_once(twelvedata, upstream, observer, failure):
-    upstream.get(PROFILE_URL, body=failure)
-
-    with pytest.raises(ProviderError, match=type(failure).__name__) as excinfo:
-        twelvedata.profile(RELIANCE)
-
-    assert excinfo.value.kind is FailureKind.TRANSIENT
-    assert len(upstream.calls) == 2
-    assert observer.outcomes == [("twelvedata", "/profile", FailureKind.TRANSIENT)] * 2
