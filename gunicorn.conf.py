@@ -13,7 +13,9 @@ threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
-accesslog = "-"
+# The app writes one JSON line per request (quantpulse.access); gunicorn's own access log would
+# only repeat it in another format.
+accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # gunicorn answers an over-long request line with an HTML 414 before the app sees it; allow its

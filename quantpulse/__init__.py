@@ -11,16 +11,18 @@ import logging
 
 from flask import Flask, Response, request
 from flask_cors import CORS
-from flask_smorest import Api
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from quantpulse.api import EXTENSION, health, stocks
+from quantpulse.api import EXTENSION, health, metrics, stocks
 from quantpulse.api.client_limits import register_client_limits
+from quantpulse.api.docs import QuantPulseApi, openapi_settings, register_docs_assets
+from quantpulse.api.metrics import register_request_metrics
 from quantpulse.bootstrap import build_components
 from quantpulse.cache.store import Stores, connect_stores
+from quantpulse.cli import register_cli
 from quantpulse.config import Settings
 from quantpulse.errors import register_error_handlers
-from quantpulse.logs import configure_logging, redact_secrets
+from quantpulse.logs import configure_logging, redact_secrets, register_request_log
 
 __all__ = ["create_app"]
 
@@ -32,29 +34,29 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     configure_logging(settings.log_level)
     redact_secrets(settings.secrets())
     app = Flask(__name__)
-    app.config.update(
-        MAX_CONTENT_LENGTH=settings.max_content_length,
-        API_TITLE="QuantPulse",
-        API_VERSION="v1",
-        OPENAPI_VERSION="3.0.3",
-    )
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, **openapi_settings())
     app.json.sort_keys = False  # type: ignore[attr-defined]
     stores = stores or connect_stores(settings)
     app.extensions[EXTENSION] = build_components(settings, stores)
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hygiene(app)
+    register_request_log(app)
+    register_request_metrics(app, app.extensions[EXTENSION].service.stats)
     register_cors(app, settings)
     register_client_limits(app, settings)
+    register_cli(app)
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
     return app
 
 
 def register_blueprints(app: Flask) -> None:
     app.url_map.converters["quote_symbol"] = stocks.QuoteSymbolConverter
-    api = Api(app)
+    api = QuantPulseApi(app)
     api.register_blueprint(health.blp)
     api.register_blueprint(stocks.blp)
+    register_docs_assets(app)
+    app.register_blueprint(metrics.blp)
 
 
 def register_request_hygiene(app: Flask) -> None:

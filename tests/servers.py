@@ -43,21 +43,26 @@ def wait_until(check, *, timeout: float, what: str) -> None:
 
 
 class Gunicorn:
-    """``gunicorn wsgi:app`` from the repository root, configured only by environment variables."""
+    """``gunicorn wsgi:app`` from the repository root, configured only by environment variables.
 
-    def __init__(self, env: Mapping[str, str], *, workers: int = 2) -> None:
+    ``app`` names another WSGI target run with the same ``gunicorn.conf.py`` (the benchmarks'
+    baseline app).
+    """
+
+    def __init__(self, env: Mapping[str, str], *, workers: int = 2, app: str = "wsgi:app") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
         self._env = {**base, "PORT": str(self.port), **env}
         self._workers = workers
+        self._app = app
         self._process: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - kept open for the server's lifetime
         self._final_output: str | None = None
 
     def __enter__(self) -> Gunicorn:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(self._workers), "wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-w", str(self._workers), self._app],
             cwd=REPO_ROOT,
             env=self._env,
             stdout=self._log,
@@ -151,6 +156,12 @@ class RedisServer:
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
+            self._process.wait(timeout=10)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or an OOM kill would end it; ``start()`` brings it back."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
             self._process.wait(timeout=10)
 
     def cli(self, *args: str) -> str:

@@ -19,16 +19,23 @@ from quantpulse.service import DEMO_SOURCE
 from quantpulse.symbols import ParsedSymbol, parse_symbol
 
 CENT = Decimal("0.01")
+# API.md's symbol grammar as a JSON Schema pattern, for the docs (parse_symbol is the authority).
+SYMBOL_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9&.\-]{0,19}(\.(NS|BO|ns|bo)|:(NSE|BSE|nse|bse))?\s*$"
+# OpenAPI types of computed fields (apispec cannot infer them from a function).
+BOOLEAN = {"type": "boolean"}
+INTEGER = {"type": "integer"}
+NUMBER = {"type": "number"}
+STRING = {"type": "string"}
 
 
-class Money(fields.Field):
+class Money(fields.Float):
     """A Decimal price written as a JSON number rounded to 2 dp (Flask would send a string)."""
 
     def _serialize(self, value: Decimal | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         return None if value is None else float(value.quantize(CENT, rounding=ROUND_HALF_UP))
 
 
-class UtcTimestamp(fields.Field):
+class UtcTimestamp(fields.String):
     """ISO 8601 in UTC with a ``Z``, to the second, as API.md shows."""
 
     def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
@@ -54,8 +61,10 @@ class SymbolPathSchema(Schema):
     symbol = Symbol(
         required=True,
         metadata={
-            "description": "NSE/BSE ticker, case-insensitive, optional .NS/.BO/:NSE/:BSE suffix.",
+            "description": "NSE/BSE ticker, case-insensitive, optional .NS/.BO/:NSE/:BSE suffix; "
+            "'quotes' and 'service' are reserved words.",
             "example": "RELIANCE",
+            "pattern": SYMBOL_PATTERN,
         },
     )
 
@@ -108,35 +117,41 @@ class ServiceInfoSchema(Schema):
     """The truth about one response: where the data came from and how the cache served it."""
 
     source = fields.String(attribute="entry.source")
-    cached = fields.Function(lambda served: served.cache != MISS and served.entry.source != DEMO_SOURCE)
-    cache = fields.String()
-    age_seconds = fields.Function(lambda served: served.age_seconds())
-    stale = fields.Function(lambda served: served.cache == STALE)
+    cached = fields.Function(
+        lambda served: served.cache != MISS and served.entry.source != DEMO_SOURCE, metadata=BOOLEAN
+    )
+    cache = fields.String(validate=validate.OneOf(["hit", "miss", "stale", "coalesced"]))
+    age_seconds = fields.Function(lambda served: served.age_seconds(), metadata=NUMBER)
+    stale = fields.Function(lambda served: served.cache == STALE, metadata=BOOLEAN)
     fallback_reason = fields.String(attribute="entry.fallback_reason", allow_none=True)
 
 
 class _AnswerSchema(Schema):
     symbol = fields.String(attribute="instrument.ticker")
     exchange = fields.String(attribute="instrument.exchange")
-    isDemoData = fields.Function(lambda answer: answer.served.entry.source == DEMO_SOURCE)
+    isDemoData = fields.Function(lambda answer: answer.served.entry.source == DEMO_SOURCE, metadata=BOOLEAN)
     service_info = fields.Nested(ServiceInfoSchema, attribute="served")
 
 
 class QuoteSchema(_AnswerSchema):
     companyName = fields.String(attribute="served.value.company_name")
+    marketState = fields.String(
+        attribute="served.value.market_state", validate=validate.OneOf(["OPEN", "CLOSED", "UNKNOWN"])
+    )
     currency = fields.String(attribute="served.value.currency")
     currentPrice = Money(attribute="served.value.price")
     previousClose = Money(attribute="served.value.previous_close")
     change = Money(attribute="served.value.change")
     changePercent = Money(attribute="served.value.change_percent")
-    open = Money(attribute="served.value.open")
-    high = Money(attribute="served.value.high")
-    low = Money(attribute="served.value.low")
+    open = Money(attribute="served.value.open", allow_none=True)
+    high = Money(attribute="served.value.high", allow_none=True)
+    low = Money(attribute="served.value.low", allow_none=True)
     volume = fields.Integer(attribute="served.value.volume")
-    volumeFormatted = fields.Function(lambda answer: format_volume(answer.served.value.volume))
-    marketState = fields.String(attribute="served.value.market_state")
+    volumeFormatted = fields.Function(
+        lambda answer: format_volume(answer.served.value.volume), metadata=STRING
+    )
     timestamp = UtcTimestamp(attribute="served.fetched_at")
-    lastTradeAt = UtcTimestamp(attribute="served.value.last_trade_at")
+    lastTradeAt = UtcTimestamp(attribute="served.value.last_trade_at", allow_none=True)
 
 
 class BarSchema(Schema):
@@ -152,7 +167,7 @@ class HistorySchema(_AnswerSchema):
     period = fields.String(attribute="period.name")
     interval = fields.String(attribute="served.value.interval")
     data = fields.List(fields.Nested(BarSchema), attribute="served.value.bars")
-    dataPoints = fields.Function(lambda answer: len(answer.served.value.bars))
+    dataPoints = fields.Function(lambda answer: len(answer.served.value.bars), metadata=INTEGER)
     timestamp = UtcTimestamp(attribute="served.fetched_at")
 
 
@@ -161,9 +176,12 @@ class ProfileSchema(_AnswerSchema):
     description = fields.String(attribute="served.value.description", allow_none=True)
     sector = fields.String(attribute="served.value.sector", allow_none=True)
     industry = fields.String(attribute="served.value.industry", allow_none=True)
-    marketCap = fields.Function(lambda answer: _whole(answer.served.value.market_cap))
+    marketCap = fields.Function(
+        lambda answer: _whole(answer.served.value.market_cap), metadata={**INTEGER, "nullable": True}
+    )
     marketCapFormatted = fields.Function(
-        lambda answer: format_market_cap(answer.served.value.market_cap, answer.served.value.currency)
+        lambda answer: format_market_cap(answer.served.value.market_cap, answer.served.value.currency),
+        metadata=STRING,
     )
     employees = fields.Integer(attribute="served.value.employees", allow_none=True)
     website = fields.String(attribute="served.value.website", allow_none=True)
@@ -180,9 +198,34 @@ class BatchSchema(Schema):
     quotes = fields.Dict(keys=fields.String(), values=fields.Nested(QuoteSchema))
     errors = fields.Dict(keys=fields.String(), values=fields.Nested(BatchErrorSchema))
     total_requested = fields.Integer()
-    successful = fields.Function(lambda result: len(result.quotes))
-    failed = fields.Function(lambda result: len(result.errors))
+    successful = fields.Function(lambda result: len(result.quotes), metadata=INTEGER)
+    failed = fields.Function(lambda result: len(result.errors), metadata=INTEGER)
 
 
 def _whole(amount: Decimal | None) -> int | None:
     return None if amount is None else int(amount.to_integral_value(rounding=ROUND_HALF_UP))
+
+
+class HealthSchema(Schema):
+    status = fields.String(metadata={"example": "ok"})
+    service = fields.String(metadata={"example": "quantpulse-backend"})
+
+
+class ReadySchema(Schema):
+    status = fields.String(validate=validate.OneOf(["ready", "degraded"]))
+    backend = fields.String(validate=validate.OneOf(["redis", "embedded"]))
+    reason = fields.String(allow_none=True)
+
+
+class StatusSchema(Schema):
+    """The status document (API.md, "Status body"); its nested counters are documented there."""
+
+    timestamp = fields.String()
+    status = fields.Dict()
+    endpoints = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class CacheDropSchema(Schema):
+    symbol = fields.String()
+    exchange = fields.String()
+    deleted = fields.Integer()

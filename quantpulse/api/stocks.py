@@ -15,13 +15,16 @@ from quantpulse.api.schemas import (
     BatchBodySchema,
     BatchQuerySchema,
     BatchSchema,
+    CacheDropSchema,
     HistoryQuerySchema,
     HistorySchema,
     ProfileSchema,
     QuoteSchema,
+    StatusSchema,
     SymbolPathSchema,
 )
 from quantpulse.errors import BadRequest, Forbidden, Unauthorized
+from quantpulse.logs import note_answer
 from quantpulse.periods import PERIODS
 from quantpulse.service import Answer, BatchResult
 from quantpulse.status import service_status
@@ -55,7 +58,7 @@ Path = dict[str, ParsedSymbol]
 @blp.arguments(SymbolPathSchema, location="path")
 @blp.response(200, QuoteSchema)
 def quote(path: Path, **_raw: str) -> Answer[Any]:
-    return current_service().quote(path["symbol"])
+    return noted(current_service().quote(path["symbol"]))
 
 
 @blp.route("/<symbol>/historical")
@@ -63,14 +66,14 @@ def quote(path: Path, **_raw: str) -> Answer[Any]:
 @blp.arguments(HistoryQuerySchema, location="query")
 @blp.response(200, HistorySchema)
 def historical(path: Path, query: dict[str, str], **_raw: str) -> Answer[Any]:
-    return current_service().history(path["symbol"], PERIODS[query["period"]])
+    return noted(current_service().history(path["symbol"], PERIODS[query["period"]]))
 
 
 @blp.route("/<symbol>/profile")
 @blp.arguments(SymbolPathSchema, location="path")
 @blp.response(200, ProfileSchema)
 def profile(path: Path, **_raw: str) -> Answer[Any]:
-    return current_service().profile(path["symbol"])
+    return noted(current_service().profile(path["symbol"]))
 
 
 @blp.route("/quotes", methods=["POST"])
@@ -79,6 +82,12 @@ def profile(path: Path, **_raw: str) -> Answer[Any]:
 @blp.response(200, BatchSchema)
 def batch(query: dict[str, list[str]], body: dict[str, Any]) -> BatchResult:
     return current_service().quotes(batch_symbols(query["symbols"], body["symbols"]))
+
+
+def noted(answer: Answer[Any]) -> Answer[Any]:
+    """Tell the request log how this answer was served."""
+    note_answer(answer.served.cache, answer.served.entry.source)
+    return answer
 
 
 def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[str]:
@@ -97,6 +106,7 @@ def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[st
 
 
 @blp.route("/service/status")
+@blp.response(200, StatusSchema)
 def status() -> dict[str, Any]:
     parts = components()
     return service_status(parts.service, parts.guard, store_problem=parts.stores.problem())
@@ -116,6 +126,9 @@ def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
 @blp.route("/<symbol>/cache", methods=["DELETE"])
 @admin_only
 @blp.arguments(SymbolPathSchema, location="path")
+@blp.response(200, CacheDropSchema)
+@blp.alt_response(401, description="No admin token given")
+@blp.alt_response(403, description="Wrong admin token, or ADMIN_TOKEN unset on the server")
 def clear_cache(path: Path, **_raw: str) -> dict[str, Any]:
     """Admin only. With ADMIN_TOKEN unset nobody is admin, so the answer is always 403."""
     service = current_service()

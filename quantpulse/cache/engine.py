@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ENTRY_KINDS = ("quote", "history", "profile")
+# Every per-key record of the cache (named in entry.py); statistics, budgets and health are not.
+CACHE_RECORDS = (*ENTRY_KINDS, "missing", "fail", "lock")
+_DELETE_CHUNK = 1000
 
 Outcome = Served[Any] | QuantPulseError
 FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Entry[Any] | QuantPulseError]]
@@ -155,11 +158,19 @@ class CacheEngine:
 
     def entry_count(self) -> int:
         """Data entries in the store (a SCAN: meant for the status page, not the hot path)."""
-        prefixes = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in ENTRY_KINDS)
+        return len(_scan(self._stores.active().client, ENTRY_KINDS))
+
+    def clear(self) -> int:
+        """Delete every entry, negative entry, failure record and fill lock; returns how many.
+
+        Statistics, budgets and provider health live in the same namespace but are not cache
+        records, so they stay (an operator's flush must not reset the fleet's credit count).
+        """
         client = self._stores.active().client
-        return sum(
-            1 for name in client.scan_iter(match=f"{NAMESPACE}:*", count=1000) if name.startswith(prefixes)
-        )
+        names = _scan(client, CACHE_RECORDS)
+        self._near.drop(name.decode() for name in names)
+        chunks = (names[i : i + _DELETE_CHUNK] for i in range(0, len(names), _DELETE_CHUNK))
+        return sum(int(client.delete(*chunk)) for chunk in chunks)
 
     # ---- reading ------------------------------------------------------------------------
 
@@ -356,6 +367,14 @@ class CacheEngine:
             self._lead(store, list(replacing), fetch_many, counters.REFRESHES, replacing)
         except Exception:  # a background task has nobody to report to but the log
             log.exception("background refresh of %d keys failed", len(replacing))
+
+
+def _scan(client: redis.Redis, kinds: Sequence[str]) -> list[bytes]:
+    """Names in the namespace whose record kind is one of ``kinds`` (SCAN, never KEYS)."""
+    prefixes = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in kinds)
+    return [
+        name for name in client.scan_iter(match=f"{NAMESPACE}:*", count=1000) if name.startswith(prefixes)
+    ]
 
 
 def _settled(views: dict[CacheKey, _View]) -> dict[CacheKey, Outcome]:

@@ -27,6 +27,26 @@ LOCK_TAKEOVERS = "cache:lock_takeovers"
 REFRESHES = "cache:background_refreshes"
 DEMO_SERVED = "demo:served"
 FLUSH_INTERVAL = 0.5
+# Histogram buckets (seconds): counted per bucket in the shared hash, cumulated when exported.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def request_counter(endpoint: str, status: int) -> str:
+    return f"http:requests:{endpoint}:{status}"
+
+
+def http_latency(endpoint: str) -> str:
+    return f"http:latency:{endpoint}"
+
+
+def upstream_latency(provider: str) -> str:
+    return f"upstream:{provider}:latency"
+
+
+def bucket_name(histogram: str, seconds: float) -> str:
+    """The one bucket a sample falls in (the smallest upper bound at or above it)."""
+    bound = next((b for b in LATENCY_BUCKETS if seconds <= b), None)
+    return f"{histogram}:bucket:{bound if bound is not None else '+Inf'}"
 
 
 def calls_counter(provider: str) -> str:
@@ -54,9 +74,23 @@ class Stats:
                 self._pending[name] += amount
             self._ensure_flusher()
 
-    def upstream_call(self, provider: str, endpoint: str, error: ProviderError | None) -> None:
-        """UpstreamObserver: every HTTP request sent, retries included."""
+    def observe(self, histogram: str, seconds: float) -> None:
+        """One latency sample: its bucket, the count and the sum (in microseconds)."""
         with self._lock:
+            self._observe(histogram, seconds)
+        self._ensure_flusher()
+
+    def _observe(self, histogram: str, seconds: float) -> None:
+        self._pending[bucket_name(histogram, seconds)] += 1
+        self._pending[f"{histogram}:count"] += 1
+        self._pending[f"{histogram}:sum_us"] += int(seconds * 1_000_000)
+
+    def upstream_call(
+        self, provider: str, endpoint: str, error: ProviderError | None, seconds: float = 0.0
+    ) -> None:
+        """Every HTTP request sent, retries included, with how long it took."""
+        with self._lock:
+            self._observe(upstream_latency(provider), seconds)
             self._pending[calls_counter(provider)] += 1
             if error is not None:
                 self._pending[failures_counter(provider)] += 1

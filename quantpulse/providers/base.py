@@ -8,6 +8,7 @@ and parsing bodies are pure functions in each provider module, unit-tested on re
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
@@ -57,6 +58,7 @@ class UpstreamGate(Protocol):
         *,
         exchange: str | None = None,
         headers: Mapping[str, str] | None = None,
+        seconds: float = 0.0,
     ) -> None: ...
 
     def learn(self, provider: str, endpoint: str, exchange: str | None, error: ProviderError) -> None:
@@ -124,6 +126,7 @@ class HttpProvider:
     def _attempt(self, endpoint: str, params: Mapping[str, str], exchange: str | None) -> Any:
         error: ProviderError | None = None
         response: requests.Response | None = None
+        started = time.perf_counter()
         try:
             response = self._session.get(
                 f"{self._base_url}{endpoint}",
@@ -140,7 +143,10 @@ class HttpProvider:
             raise
         finally:
             headers = response.headers if response is not None else None
-            self.gate.upstream_call(self.name, endpoint, error, exchange=exchange, headers=headers)
+            seconds = time.perf_counter() - started
+            self.gate.upstream_call(
+                self.name, endpoint, error, exchange=exchange, headers=headers, seconds=seconds
+            )
 
 
 def json_or_none(response: requests.Response) -> Any:

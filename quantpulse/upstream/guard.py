@@ -72,9 +72,10 @@ class UpstreamGuard:
         *,
         exchange: str | None = None,
         headers: Mapping[str, str] | None = None,
+        seconds: float = 0.0,
     ) -> None:
-        """UpstreamObserver: count it, learn from it, correct the budget from its headers."""
-        self._stats.upstream_call(provider, endpoint, error)
+        """After every upstream answer: count it, learn from it, correct the budget from its headers."""
+        self._stats.upstream_call(provider, endpoint, error, seconds)
         now = self._clock()
         self._on_store(lambda client: self._health.observe(client, provider, endpoint, exchange, error, now))
         header, window = _LEFT_HEADERS.get(provider, ("", ""))

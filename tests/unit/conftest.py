@@ -63,7 +63,14 @@ class RecordingObserver:
         return granted
 
     def upstream_call(
-        self, provider: str, endpoint: str, error: ProviderError | None, *, exchange=None, headers=None
+        self,
+        provider: str,
+        endpoint: str,
+        error: ProviderError | None,
+        *,
+        exchange=None,
+        headers=None,
+        seconds=0.0,
     ) -> None:
         self.calls.append((provider, endpoint, error))
 

@@ -1,0 +1,164 @@
+"""``/metrics`` in the Prometheus text format, built from the fleet-wide counters in the store.
+
+Counters and histograms are counted per worker and flushed to the shared ``qp:v1:stats`` hash
+(like every statistic here), so the numbers are correct under any number of gunicorn workers
+without prometheus_client's multiprocess mode, and every instance reports the same fleet totals:
+scrape one instance through the router (or take ``max`` across instances, never ``sum``).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from quantpulse.api import components
+from quantpulse.cache import stats as counters
+from quantpulse.cache.stats import Stats
+from quantpulse.errors import FailureKind
+from quantpulse.status import LIVE_PROVIDERS
+
+blp = Blueprint("metrics", __name__)
+
+_REQUESTS = re.compile(r"http:requests:(?P<endpoint>[^:]+):(?P<status>\d+)")
+_CACHE_RESULTS = {
+    "hit": counters.HITS,
+    "miss": counters.MISSES,
+    "stale": counters.STALE_SERVED,
+    "coalesced": counters.COALESCED_WAITS,
+}
+
+
+def register_request_metrics(app: Flask, stats: Stats) -> None:
+    """Count every request by endpoint and status, and its latency, into the fleet counters."""
+
+    @app.before_request
+    def start_clock() -> None:
+        g.metrics_started = time.perf_counter()
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        endpoint = request.endpoint or "unmatched"
+        stats.incr(counters.request_counter(endpoint, response.status_code))
+        stats.observe(counters.http_latency(endpoint), time.perf_counter() - g.get("metrics_started", 0.0))
+        return response
+
+
+@blp.route("/metrics")
+def metrics() -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector())
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+class FleetCollector(Collector):
+    """Turns one snapshot of the shared counters into metric families at scrape time."""
+
+    def collect(self) -> Iterator[Any]:
+        parts = components()
+        counts, _, _ = parts.service.stats.snapshot()
+        yield _requests(counts)
+        yield _histogram(
+            "quantpulse_request_duration_seconds",
+            "Request latency.",
+            counts,
+            _endpoints(counts),
+            counters.http_latency,
+            "endpoint",
+        )
+        yield _cache_results(counts)
+        yield from _upstream(counts)
+        yield _budget(parts.guard.status)
+        yield _counter(
+            "quantpulse_lock_takeovers_total",
+            "Fill locks taken over from a dead owner.",
+            counts[counters.LOCK_TAKEOVERS],
+        )
+        yield _counter(
+            "quantpulse_background_refreshes_total",
+            "Stale or hot keys refreshed in the background.",
+            counts[counters.REFRESHES],
+        )
+        yield _counter(
+            "quantpulse_demo_served_total", "Answers made of demo data.", counts[counters.DEMO_SERVED]
+        )
+
+
+def _endpoints(counts: Counter[str]) -> set[str]:
+    return {match["endpoint"] for name in counts if (match := _REQUESTS.fullmatch(name))}
+
+
+def _requests(counts: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "quantpulse_requests", "HTTP requests by endpoint and status.", labels=["endpoint", "status"]
+    )
+    for name, value in sorted(counts.items()):
+        if match := _REQUESTS.fullmatch(name):
+            family.add_metric([match["endpoint"], match["status"]], value)
+    return family
+
+
+def _histogram(
+    name: str, doc: str, counts: Counter[str], keys: set[str], histogram_of: Any, label: str
+) -> Any:
+    family = HistogramMetricFamily(name, doc, labels=[label])
+    for key in sorted(keys):
+        histogram = histogram_of(key)
+        cumulative, buckets = 0, []
+        for bound in (*counters.LATENCY_BUCKETS, "+Inf"):
+            cumulative += counts[f"{histogram}:bucket:{bound}"]
+            buckets.append((str(bound), cumulative))
+        family.add_metric([key], buckets, sum_value=counts[f"{histogram}:sum_us"] / 1_000_000)
+    return family
+
+
+def _cache_results(counts: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily("quantpulse_cache_results", "Cache lookups by result.", labels=["result"])
+    for result, name in _CACHE_RESULTS.items():
+        family.add_metric([result], counts[name])
+    return family
+
+
+def _upstream(counts: Counter[str]) -> Iterator[Any]:
+    calls = CounterMetricFamily(
+        "quantpulse_upstream_calls", "HTTP requests sent upstream.", labels=["provider"]
+    )
+    failures = CounterMetricFamily(
+        "quantpulse_upstream_failures", "Failed upstream requests by kind.", labels=["provider", "kind"]
+    )
+    for provider in LIVE_PROVIDERS:
+        calls.add_metric([provider], counts[counters.calls_counter(provider)])
+        for kind in FailureKind:
+            failures.add_metric([provider, kind.value], counts[counters.failures_counter(provider, kind)])
+    yield calls
+    yield failures
+    yield _histogram(
+        "quantpulse_upstream_duration_seconds",
+        "Upstream request latency.",
+        counts,
+        set(LIVE_PROVIDERS),
+        counters.upstream_latency,
+        "provider",
+    )
+
+
+def _budget(status_of: Any) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(
+        "quantpulse_budget_left", "Credits left in the current window.", labels=["provider", "window"]
+    )
+    for provider in LIVE_PROVIDERS:
+        for window, left in (status_of(provider)["budget"] or {}).items():
+            if left is not None:
+                family.add_metric([provider, window.removesuffix("_left")], left)
+    return family
+
+
+def _counter(name: str, doc: str, value: int) -> CounterMetricFamily:
+    return CounterMetricFamily(name.removesuffix("_total"), doc, value=value)
