@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quantpulse.cache import stats as counters
+from quantpulse.cache.store import BACKEND_REDIS
 from quantpulse.errors import FailureKind
 from quantpulse.periods import SUPPORTED_PERIODS
 from quantpulse.service import StockService
@@ -94,7 +95,8 @@ def _cache_stats(
     settings = service.settings
     return {
         "backend": service.cache.backend,
-        "stats_scope": "fleet" if shared else "process",
+        # Fleet-wide only when the counters came from a store the whole fleet shares.
+        "stats_scope": "fleet" if shared and service.cache.backend == BACKEND_REDIS else "process",
         "store_problem": store_problem,
         "total_entries": service.cache.entry_count(),
         "hits": hits,

@@ -456,6 +456,7 @@ def test_status_counts_match_the_fake_providers_own_count(client, upstream):
     assert providers["finnhub"]["calls"] == upstream.calls("finnhub") == 1
     assert status["cache_stats"]["hits"] == 1 and status["cache_stats"]["misses"] == 2
     assert status["cache_stats"]["total_entries"] == 2
+    assert status["cache_stats"]["stats_scope"] == "process", "the embedded store is per process"
     assert status["status"] == "operational"
 
 
