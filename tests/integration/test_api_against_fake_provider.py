@@ -347,7 +347,7 @@ def test_malformed_input_is_a_400_that_never_reaches_a_provider(client, upstream
         ({"json": {"symbols": []}}, "No symbols"),
         ({}, "No symbols"),
         ({"json": {"symbols": "RELIANCE"}}, "symbols"),
-        ({"json": ["RELIANCE"]}, ""),
+        ({"json": ["RELIANCE"]}, "JSON object"),
         ({"json": {"symbols": ["A"], "extra": 1}}, "extra"),
         ({"data": "{not json", "content_type": "application/json"}, "JSON"),
         ({"json": {"symbols": [f"S{i}" for i in range(21)]}}, "at most 20"),
