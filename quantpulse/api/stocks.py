@@ -52,33 +52,35 @@ blp = Blueprint("stocks", __name__, url_prefix="/stock", description="Quotes, hi
 
 # Views receive the validated path first; Flask also passes the raw ``symbol``, unused.
 Path = dict[str, ParsedSymbol]
+# Schema instances, not classes: webargs would build a new schema for every request.
+SYMBOL_PATH = SymbolPathSchema()
 
 
 @blp.route("/<quote_symbol:symbol>")
-@blp.arguments(SymbolPathSchema, location="path")
+@blp.arguments(SYMBOL_PATH, location="path")
 @blp.response(200, QuoteSchema)
 def quote(path: Path, **_raw: str) -> Answer[Any]:
     return noted(current_service().quote(path["symbol"]))
 
 
 @blp.route("/<symbol>/historical")
-@blp.arguments(SymbolPathSchema, location="path")
-@blp.arguments(HistoryQuerySchema, location="query")
+@blp.arguments(SYMBOL_PATH, location="path")
+@blp.arguments(HistoryQuerySchema(), location="query")
 @blp.response(200, HistorySchema)
 def historical(path: Path, query: dict[str, str], **_raw: str) -> Answer[Any]:
     return noted(current_service().history(path["symbol"], PERIODS[query["period"]]))
 
 
 @blp.route("/<symbol>/profile")
-@blp.arguments(SymbolPathSchema, location="path")
+@blp.arguments(SYMBOL_PATH, location="path")
 @blp.response(200, ProfileSchema)
 def profile(path: Path, **_raw: str) -> Answer[Any]:
     return noted(current_service().profile(path["symbol"]))
 
 
 @blp.route("/quotes", methods=["POST"])
-@blp.arguments(BatchQuerySchema, location="query")
-@blp.arguments(BatchBodySchema, location="json", required=False)
+@blp.arguments(BatchQuerySchema(), location="query")
+@blp.arguments(BatchBodySchema(), location="json", required=False)
 @blp.response(200, BatchSchema)
 def batch(query: dict[str, list[str]], body: dict[str, Any]) -> BatchResult:
     return current_service().quotes(batch_symbols(query["symbols"], body["symbols"]))
@@ -125,7 +127,7 @@ def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
 
 @blp.route("/<symbol>/cache", methods=["DELETE"])
 @admin_only
-@blp.arguments(SymbolPathSchema, location="path")
+@blp.arguments(SYMBOL_PATH, location="path")
 @blp.response(200, CacheDropSchema)
 @blp.alt_response(401, description="No admin token given")
 @blp.alt_response(403, description="Wrong admin token, or ADMIN_TOKEN unset on the server")
