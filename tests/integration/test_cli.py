@@ -53,7 +53,7 @@ def test_stats_prints_the_status_numbers_as_tables(app, client):
 
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "QuantPulse operational: mode auto, embedded store, fleet statistics"
+    assert lines[0] == "QuantPulse operational: mode auto, embedded store, process statistics"
     assert "hits                  1" in lines and "misses                1" in lines
     assert "hit rate              50.0%" in lines
     twelvedata = next(line for line in lines if line.startswith("twelvedata"))
