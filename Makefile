@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 COMPOSE_VENV ?= .compose-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint unit compose-check test-servers clean
+.PHONY: run test lint unit bench faults compose-check test-servers wrk clean
 
 ## run: serve on $PORT (default 8000), reading .env if present. No Redis and no keys needed.
 run: $(BIN)/.runtime-installed
@@ -22,7 +22,19 @@ unit: $(BIN)/.dev-installed
 	$(BIN)/pytest tests/unit
 
 lint: $(BIN)/.dev-installed
-	$(BIN)/ruff check quantpulse tests wsgi.py gunicorn.conf.py
+	$(BIN)/ruff check quantpulse tests bench wsgi.py gunicorn.conf.py
+
+## bench: benchmarks with ratios against baselines measured in the same run (bench/results/latest.md).
+bench: $(BIN)/.dev-installed test-servers wrk
+	$(BIN)/python -m bench.run
+
+## faults: the fault suite under load (bench/results/faults.md).
+faults: $(BIN)/.dev-installed test-servers
+	$(BIN)/python -m bench.faults
+
+wrk:
+	@command -v wrk >/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq wrk; }
 
 ## compose-check: `docker-compose config` from docker-compose 1.29.2 (pip, own virtualenv).
 compose-check: $(COMPOSE_VENV)/bin/docker-compose

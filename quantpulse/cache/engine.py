@@ -57,6 +57,8 @@ ENTRY_KINDS = ("quote", "history", "profile")
 # Every per-key record of the cache (named in entry.py); statistics, budgets and health are not.
 CACHE_RECORDS = (*ENTRY_KINDS, "missing", "fail", "lock")
 _DELETE_CHUNK = 1000
+_EVICTABLE = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in (*ENTRY_KINDS, "missing", "fail"))
+_EVICTION_TRIES = 8
 
 Outcome = Served[Any] | QuantPulseError
 FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Entry[Any] | QuantPulseError]]
@@ -294,15 +296,21 @@ class CacheEngine:
 
     @staticmethod
     def _make_room(store: Store, incoming: int) -> None:
-        """Keep the embedded store within ``CACHE_MAX_SIZE`` (Redis uses its maxmemory policy)."""
+        """Keep the embedded store within ``CACHE_MAX_SIZE`` (Redis uses its maxmemory policy).
+
+        Victims are random cache records only: statistics, budgets, health and fill locks stay.
+        """
         if not store.max_entries:
             return
         excess = store.client.dbsize() + incoming - store.max_entries
         for _ in range(max(0, excess)):
-            victim = store.client.randomkey()
-            if victim is None:
-                return
-            store.client.delete(victim)
+            for _attempt in range(_EVICTION_TRIES):
+                victim = store.client.randomkey()
+                if victim is None:
+                    return
+                if victim.startswith(_EVICTABLE):
+                    store.client.delete(victim)
+                    break
 
     def _await_fills(
         self, store: Store, keys: list[CacheKey], holder_left: float, deadline: float

@@ -269,6 +269,19 @@ def test_many_keys_answer_hits_and_fetch_only_the_misses(engine):
     assert results[RELIANCE].cache == "hit" and results[TCS].cache == "miss"
 
 
+def test_eviction_never_takes_statistics_budgets_or_health():
+    store = embedded_store(max_entries=3)
+    engine = make_engine(store)
+    store.client.hset("qp:v1:stats", "cache:hits", 7)
+    store.client.set("qp:v1:health:twelvedata:cooldown", "{}")
+
+    for ticker in ("A", "B", "C", "D", "E", "F"):
+        engine.get_or_fetch(CacheKey(PROFILE, Instrument(ticker, "NSE")), entry)
+
+    assert store.client.hget("qp:v1:stats", "cache:hits") == b"7"
+    assert store.client.exists("qp:v1:health:twelvedata:cooldown")
+
+
 def test_embedded_store_stays_within_its_bound():
     engine = make_engine(embedded_store(max_entries=3))
 

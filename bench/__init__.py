@@ -1,0 +1,1 @@
+"""Benchmarks and the fault suite: ratios against baselines measured in the same run (issue #6)."""
