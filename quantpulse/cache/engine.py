@@ -139,7 +139,9 @@ class CacheEngine:
                 stale.append(key)
             else:
                 cold.append(key)
-        self._stats.incr(counters.HITS, len(results) - len(stale))
+        # Hits are answers the cache held: fresh entries and cached verdicts, not shared failures.
+        shared_failures = sum(isinstance(outcome, ProvidersExhausted) for outcome in results.values())
+        self._stats.incr(counters.HITS, len(results) - len(stale) - shared_failures)
         self._stats.incr(counters.STALE_SERVED, len(stale))
         if stale:
             self._revalidate(store, {key: views[key].entry.fetched_at for key in stale}, fetch_many)

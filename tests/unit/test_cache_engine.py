@@ -376,6 +376,7 @@ def test_a_failed_fill_is_shared_with_waiters_and_newcomers(server):
         other.get_or_fetch(RELIANCE, fetch)
 
     assert fetch.calls == 1
+    assert counts(other)[HITS] == 0, "a shared failure is not a cache hit"
     assert all(isinstance(error, ProvidersExhausted) for error in errors)
     assert {error.reason for error in errors} == {"twelvedata: transient"}
     assert newcomer.value.retry_after == 7
