@@ -44,20 +44,10 @@ def upstream(latency: float = UPSTREAM_LATENCY) -> Iterator[FakeProviderServer]:
         yield server
 
 
-def provider_env(fake: FakeProviderServer) -> dict[str, str]:
-    """Both live providers pointed at the fake (auto mode: Twelve Data, Finnhub, then demo)."""
-    return {
-        "TWELVEDATA_API_KEY": TD_KEY,
-        "FINNHUB_API_KEY": FH_KEY,
-        "TWELVEDATA_BASE_URL": fake.twelvedata_url,
-        "FINNHUB_BASE_URL": fake.finnhub_url,
-    }
-
-
 def fleet_env(fake: FakeProviderServer, redis_server: RedisServer, **overrides: str) -> dict[str, str]:
     """The e2e fleet's settings (tests/e2e/test_fleet_cache.py), plus ``overrides``."""
     return {
-        **provider_env(fake),
+        **fake.service_env(),
         "REDIS_URL": redis_server.url,
         "PROVIDER_TIMEOUT": str(PROVIDER_TIMEOUT),
         "LOCK_TTL": str(LOCK_TTL),

@@ -16,7 +16,7 @@ import dataclasses
 import threading
 from collections.abc import Sequence
 
-from bench.fleet import fleet, median, provider_env
+from bench.fleet import fleet, median
 from bench.report import Row, verdict
 from bench.workers import WorkerConnection, connect_to_every_worker, rss_kib
 from tests.fakes.provider_server import COMPANIES, FakeProviderServer
@@ -55,7 +55,7 @@ def memory_rows(fake: FakeProviderServer) -> tuple[list[Row], dict[str, object]]
 
 def _fill_workers(fake: FakeProviderServer, cache_size: int) -> list[dict[str, int]]:
     """RSS of every worker before and after it cached all the tickers, and its entry count."""
-    env = {**provider_env(fake), "CACHE_MAX_SIZE": str(cache_size)}  # no REDIS_URL: embedded store
+    env = {**fake.service_env(), "CACHE_MAX_SIZE": str(cache_size)}  # no REDIS_URL: embedded store
     with fleet(env, instances=1, workers=WORKERS) as [instance]:
         workers = connect_to_every_worker(instance)
         try:

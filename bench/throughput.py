@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from bench import load
-from bench.fleet import Call, cpu_seconds, fleet, median, one, provider_env
+from bench.fleet import Call, cpu_seconds, fleet, median, one
 from bench.report import Row, verdict
 from tests.fakes.provider_server import FakeProviderServer
 from tests.servers import Gunicorn, RedisServer
@@ -63,7 +63,7 @@ def throughput_rows(
 ) -> tuple[list[Row], dict[str, object]]:
     """The three servers measured in ``rounds`` interleaved rounds; rows and every raw run."""
     # The rounds outlast the default 60 s quote TTL: keep the key fresh so every read is a hit.
-    env = {**provider_env(fake), "REDIS_URL": redis_server.url, "QUOTE_TTL": "3600"}
+    env = {**fake.service_env(), "REDIS_URL": redis_server.url, "QUOTE_TTL": "3600"}
     with ExitStack() as stack:
         started = {
             server.name: stack.enter_context(

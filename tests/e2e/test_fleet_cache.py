@@ -68,10 +68,7 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture
 def fleet_env(upstream: FakeProviderServer, redis_server: RedisServer) -> dict[str, str]:
     return {
-        "TWELVEDATA_API_KEY": TD_KEY,
-        "FINNHUB_API_KEY": FH_KEY,
-        "TWELVEDATA_BASE_URL": upstream.twelvedata_url,
-        "FINNHUB_BASE_URL": upstream.finnhub_url,
+        **upstream.service_env(),
         "REDIS_URL": redis_server.url,
         "PROVIDER_TIMEOUT": str(PROVIDER_TIMEOUT),
         "LOCK_TTL": str(LOCK_TTL),

@@ -47,10 +47,7 @@ def fleet(upstream: FakeProviderServer) -> Iterator[tuple[Gunicorn, Gunicorn]]:
     with RedisServer() as redis_server:
         env = {
             **FREE_PLANS,
-            "TWELVEDATA_API_KEY": TD_KEY,
-            "FINNHUB_API_KEY": FH_KEY,
-            "TWELVEDATA_BASE_URL": upstream.twelvedata_url,
-            "FINNHUB_BASE_URL": upstream.finnhub_url,
+            **upstream.service_env(),
             "REDIS_URL": redis_server.url,
             "QUOTA_MINUTE_SECONDS": str(MINUTE),
             "QUOTE_TTL": str(int(MINUTE)),

@@ -8,7 +8,6 @@ import json
 import pytest
 import requests
 
-from tests.conftest import FH_KEY, TD_KEY
 from tests.fakes.provider_server import FakeProviderServer
 from tests.servers import Gunicorn, RedisServer
 
@@ -16,13 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 def provider_env(upstream: FakeProviderServer) -> dict[str, str]:
-    return {
-        "TWELVEDATA_API_KEY": TD_KEY,
-        "FINNHUB_API_KEY": FH_KEY,
-        "TWELVEDATA_BASE_URL": upstream.twelvedata_url,
-        "FINNHUB_BASE_URL": upstream.finnhub_url,
-        "PROVIDER_TIMEOUT": "2",
-    }
+    return {**upstream.service_env(), "PROVIDER_TIMEOUT": "2"}
 
 
 def test_without_keys_or_redis_every_endpoint_serves_flagged_demo_data():

@@ -992,6 +992,15 @@ class FakeProviderServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
+    def service_env(self) -> dict[str, str]:
+        """The environment that points QuantPulse at this fake, with the keys it accepts."""
+        return {
+            "TWELVEDATA_API_KEY": self._keys["twelvedata"],
+            "FINNHUB_API_KEY": self._keys["finnhub"],
+            "TWELVEDATA_BASE_URL": self.twelvedata_url,
+            "FINNHUB_BASE_URL": self.finnhub_url,
+        }
+
     @property
     def twelvedata_url(self) -> str:
         return f"{self.url}/twelvedata"
