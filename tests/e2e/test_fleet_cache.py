@@ -227,3 +227,16 @@ def test_status_from_either_instance_matches_the_providers_own_count(fleet, upst
     assert one["provider_status"]["providers"]["twelvedata"]["calls"] == upstream.calls("twelvedata") == 4
     assert one["cache_stats"]["stats_scope"] == "fleet"
     assert "cache:misses" in redis_server.cli("HGETALL", "qp:v1:stats")
+
+
+def test_metrics_from_any_worker_count_the_whole_fleet(fleet, upstream):
+    first, second = fleet
+    fire([first.url + "/stock/HDFCBANK", second.url + "/stock/HDFCBANK"], 40)
+    time.sleep(0.7)  # every worker flushes its counters at least every 0.5 s
+
+    scrapes = [requests.get(f"{instance.url}/metrics", timeout=10).text for instance in (first, second) * 2]
+
+    served = 'quantpulse_requests_total{endpoint="stocks.quote",status="200"} 40.0'
+    assert all(served in text for text in scrapes), "every worker of both instances reports all 40"
+    calls = f'quantpulse_upstream_calls_total{{provider="twelvedata"}} {upstream.calls("twelvedata")}.0'
+    assert all(calls in text for text in scrapes)
