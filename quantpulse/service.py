@@ -143,13 +143,13 @@ class StockService:
         return self.cache.delete([key.redis_key for key in keys] + [missing_key(instrument)])
 
     def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Served[Quote] | QuantPulseError]:
-        outcomes = self._serve(
+        return self._serve(
             self.kinds.quote,
             instruments,
             lambda provider, pending: provider.quotes(pending),
             lambda i: self._demo.quotes([i])[i],
+            complete=self._with_company_name,
         )
-        return {i: self._with_company_name(outcome) for i, outcome in outcomes.items()}
 
     def _serve(
         self,
@@ -158,12 +158,14 @@ class StockService:
         call: ProviderCall[T],
         demo: Callable[[Instrument], T],
         variant: str = "",
+        complete: Callable[[T], T] | None = None,
     ) -> dict[Instrument, Served[T] | QuantPulseError]:
+        """Cache, then providers, then demo; ``complete`` finishes a fetched value before it is cached."""
         keys = {CacheKey(kind, instrument, variant): instrument for instrument in instruments}
 
         def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Any]:
             fetched = self.chain.fetch([keys[key] for key in pending], call)
-            return {key: fetched[keys[key]] for key in pending}
+            return {key: _completed(fetched[keys[key]], complete) for key in pending}
 
         served = self.cache.get_or_fetch_many(list(keys), fetch_many)
         return {i: self._demo_if_allowed(served[key], demo, i) for key, i in keys.items()}
@@ -176,16 +178,22 @@ class StockService:
         self.stats.incr(counters.DEMO_SERVED)
         return Served(Entry(demo(instrument), DEMO_SOURCE, time.time(), outcome.reason), MISS)
 
-    def _with_company_name(self, outcome: Served[Quote] | QuantPulseError) -> Served[Quote] | QuantPulseError:
-        """Fill a missing name from a cached profile or the built-in table, never upstream."""
-        if isinstance(outcome, QuantPulseError) or outcome.value.company_name:
-            return outcome
-        quote = outcome.value
-        instrument = Instrument(quote.symbol, quote.exchange)
-        profile = self.cache.peek(CacheKey(self.kinds.profile, instrument))
+    def _with_company_name(self, quote: Quote) -> Quote:
+        """Fill a missing name from a cached profile or the built-in table, never upstream.
+
+        Done once per fetch, before caching, so cached reads never pay for it.
+        """
+        if quote.company_name:
+            return quote
+        profile = self.cache.peek(CacheKey(self.kinds.profile, Instrument(quote.symbol, quote.exchange)))
         name = (profile and profile.value.name) or companies.company_name(quote.symbol) or quote.symbol
-        entry = dataclasses.replace(outcome.entry, value=dataclasses.replace(quote, company_name=name))
-        return Served(entry, outcome.cache)
+        return dataclasses.replace(quote, company_name=name)
+
+
+def _completed(outcome: Any, complete: Callable[[Any], Any] | None) -> Any:
+    if complete is None or not isinstance(outcome, Entry):
+        return outcome
+    return dataclasses.replace(outcome, value=complete(outcome.value))
 
 
 def _single_outcome(outcomes: dict[Instrument, Served[T] | QuantPulseError]) -> Answer[T]:

@@ -169,6 +169,23 @@ def test_transient_twelvedata_failure_is_retried_once_then_finnhub_serves(client
     assert body["isDemoData"] is False
 
 
+def test_a_nameless_quote_takes_its_name_from_a_cached_profile_else_the_ticker(client, upstream):
+    client.get("/stock/SYN01/profile")
+    upstream.set_mode("twelvedata", "plan")  # quotes now come from Finnhub, which sends no name
+    calls_before = upstream.calls()
+
+    named = client.get("/stock/SYN01").get_json()
+    unnamed = client.get("/stock/SYN02").get_json()
+    again = client.get("/stock/SYN01").get_json()
+
+    assert named["service_info"]["source"] == "finnhub"
+    assert named["companyName"] == "Synthetic Industries 01 Ltd."
+    assert unnamed["companyName"] == "SYN02", "no profile cached, not in the table: the ticker"
+    assert again["service_info"]["cache"] == "hit" and again["companyName"] == named["companyName"]
+    assert upstream.calls("finnhub", "/stock/profile2") == 0, "never an upstream call just for a name"
+    assert upstream.calls() - calls_before == 3  # TD plan refusal (once), then one Finnhub quote each
+
+
 def test_one_transient_failure_is_absorbed_by_the_retry(client, upstream):
     upstream.set_mode("twelvedata", "error_500", times=1)
 
