@@ -117,7 +117,7 @@ class ProviderError(QuantPulseError):
 
     status = 503
     title = "Upstream provider failed"
-    kind: FailureKind = FailureKind.TRANSIENT
+    kind: FailureKind
 
     def __init__(
         self,
@@ -188,13 +188,12 @@ def error_response(
     return response
 
 
-def _http_exception_message(error: HTTPException) -> tuple[str, str | None]:
+def _http_exception_message(error: HTTPException) -> str:
     """Validation errors from webargs arrive as an HTTPException carrying ``data.messages``."""
     messages = (getattr(error, "data", None) or {}).get("messages")
     if not messages:
-        return error.description or error.name, None
-    flat = _flatten_messages(messages)
-    return "; ".join(flat), None
+        return error.description or error.name
+    return "; ".join(_flatten_messages(messages))
 
 
 def _flatten_messages(messages: Any, prefix: str = "") -> list[str]:
@@ -217,7 +216,7 @@ def handle_quantpulse_error(error: QuantPulseError) -> Response:
 def handle_http_exception(error: HTTPException) -> Response:
     """Flask's own 404/405/413 and webargs' validation errors (400), in our envelope."""
     status = error.code or 500
-    message, hint = _http_exception_message(error)
+    message, hint = _http_exception_message(error), None
     if status == 429:  # Flask-Limiter's description is the limit itself, e.g. "3 per 1 minute"
         message = f"Too many requests from this client (limit: {message})."
         hint = "Wait the number of seconds in the Retry-After header."

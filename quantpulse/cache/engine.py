@@ -131,10 +131,10 @@ class CacheEngine:
                 results[key] = SymbolNotFound.of(key.instrument)
             elif view.entry is None and view.failure is not None:
                 results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
-            elif view.entry is not None and view.entry.age(now) < key.kind.ttl:
+            elif view.entry is not None and key.kind.is_fresh(view.entry, now):
                 results[key] = Served(view.entry, HIT)
                 self._near.put(key, view.entry)
-            elif view.entry is not None and view.entry.age(now) < key.kind.lifetime:
+            elif view.entry is not None and key.kind.is_servable(view.entry, now):
                 results[key] = Served(view.entry, STALE)
                 stale.append(key)
             else:
@@ -258,7 +258,7 @@ class CacheEngine:
                 key: Served(view.entry, COALESCED)
                 for key, view in views.items()
                 if view.entry is not None
-                and view.entry.age(now) < key.kind.ttl
+                and key.kind.is_fresh(view.entry, now)
                 and view.entry.fetched_at > replacing.get(key, float("-inf"))
             }
             to_fetch = [key for key in keys if key not in done]

@@ -45,6 +45,13 @@ class Kind:
         """How long Redis keeps the entry: fresh, then stale."""
         return self.ttl + self.stale_ttl
 
+    def is_fresh(self, entry: Entry[Any], now: float) -> bool:
+        return entry.age(now) < self.ttl
+
+    def is_servable(self, entry: Entry[Any], now: float) -> bool:
+        """Fresh, or stale but still inside the stale window."""
+        return entry.age(now) < self.lifetime
+
 
 @dataclass(frozen=True)
 class CacheKey:

@@ -42,10 +42,10 @@ class NearCache:
         if not self._seconds:
             return None
         entry = self._cache.get(key.redis_key)
-        return entry if entry is not None and entry.age(now) < key.kind.ttl else None
+        return entry if entry is not None and key.kind.is_fresh(entry, now) else None
 
     def put(self, key: CacheKey, entry: Entry[Any]) -> None:
-        if self._seconds and entry.age(time.time()) < key.kind.ttl:
+        if self._seconds and key.kind.is_fresh(entry, time.time()):
             self._cache.set(key.redis_key, entry, timeout=self._seconds)
 
     def drop(self, redis_keys: Iterable[str]) -> None:

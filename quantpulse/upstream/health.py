@@ -44,6 +44,7 @@ class _Keys:
     """The store keys of one provider's health."""
 
     def __init__(self, provider: str, fingerprint: str) -> None:
+        self.provider = provider
         base = f"{NAMESPACE}:health:{provider}"
         self.cooldown = f"{base}:cooldown"
         self.auth = f"{base}:auth:{fingerprint}"
@@ -117,7 +118,7 @@ class ProviderHealth:
         failures, _, probing = pipe.execute()
         if failures >= settings.circuit_failures or probing:
             log.warning(
-                "%s: circuit open for %d s after repeated failures", keys.cooldown, settings.circuit_cooldown
+                "%s: circuit open for %d s after repeated failures", keys.provider, settings.circuit_cooldown
             )
             self._cool_down(client, keys, FailureKind.TRANSIENT, settings.circuit_cooldown, now)
             client.set(keys.half_open, "1", ex=settings.circuit_cooldown * 10)
