@@ -34,12 +34,12 @@ HOT_READS = 3  # reads of one key within a minute that make it worth refreshing 
 
 
 def build_components(settings: Settings, stores: Stores) -> Components:
-    stats = Stats(stores.primary.client)
+    stats = Stats(stores.primary.client, stores.trouble)
     guard = build_guard(settings, stores, stats)
     cache = CacheEngine(
         stores,
         stats,
-        FillLocks(settings.lock_ttl),
+        FillLocks(settings.lock_ttl, max_hold=longest_fill(settings)),
         ThreadPoolExecutor(2, thread_name_prefix="refresh"),
         NearCache(settings.near_cache_ttl),
         RefreshAhead(
@@ -102,9 +102,15 @@ def key_fingerprint(api_key: str | None) -> str:
     return hashlib.sha256((api_key or "").encode()).hexdigest()[:12]
 
 
+def longest_fill(settings: Settings) -> float:
+    """How long a live fill may take: two providers, two attempts each, and a profile's market
+    cap from Finnhub (two more). A fill still running after that is hung: its lock is let go."""
+    return settings.provider_timeout * 6
+
+
 def fill_wait_timeout(settings: Settings) -> float:
-    """Longest a waiter waits for another worker's fill: two providers, two attempts each."""
-    return settings.provider_timeout * 4 + settings.lock_ttl
+    """Longest a waiter waits for another worker's fill: a full fill, then a take-over's lock."""
+    return longest_fill(settings) + settings.lock_ttl
 
 
 def build_chain(settings: Settings, gate: UpstreamGate) -> ProviderChain:

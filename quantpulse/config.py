@@ -51,6 +51,8 @@ class Settings:
     near_cache_ttl: int = 1
     refresh_ahead: float = 0.2
     redis_timeout: float = 1.0
+    redis_max_connections: int = 4
+    redis_pool_timeout: float = 0.5
     cache_max_size: int = 10000
     twelvedata_credits_per_minute: int | None = None
     twelvedata_credits_per_day: int | None = None
@@ -76,6 +78,11 @@ class Settings:
             )
         if self.log_level not in LOG_LEVELS:
             raise ConfigurationError(f"LOG_LEVEL={self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        if self.redis_max_connections < 2:
+            raise ConfigurationError(
+                f"REDIS_MAX_CONNECTIONS={self.redis_max_connections} is too small: each worker needs one "
+                "pub/sub connection and at least one for commands (2)"
+            )
         if self.default_exchange not in EXCHANGES:
             raise ConfigurationError(
                 f"DEFAULT_EXCHANGE={self.default_exchange!r} is not one of {', '.join(EXCHANGES)}"
@@ -112,6 +119,8 @@ class Settings:
             near_cache_ttl=env.integer("NEAR_CACHE_TTL", cls.near_cache_ttl, allow_zero=True),
             refresh_ahead=env.number("REFRESH_AHEAD", cls.refresh_ahead, allow_zero=True),
             redis_timeout=env.number("REDIS_TIMEOUT", cls.redis_timeout),
+            redis_max_connections=env.integer("REDIS_MAX_CONNECTIONS", cls.redis_max_connections),
+            redis_pool_timeout=env.number("REDIS_POOL_TIMEOUT", cls.redis_pool_timeout),
             cache_max_size=env.integer("CACHE_MAX_SIZE", cls.cache_max_size),
             twelvedata_credits_per_minute=env.optional_integer("TWELVEDATA_CREDITS_PER_MINUTE"),
             twelvedata_credits_per_day=env.optional_integer("TWELVEDATA_CREDITS_PER_DAY"),

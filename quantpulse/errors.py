@@ -167,6 +167,17 @@ def over_budget(provider: str, retry_after: int | None) -> ProviderError:
     )
 
 
+def budget_unreachable(provider: str) -> ProviderError:
+    """The shared budget cannot be read or charged: a budgeted provider fails closed."""
+    return skipped_call(
+        provider,
+        FailureKind.TRANSIENT,
+        "the fleet's credit budget is unreachable",
+        retry_after=1,
+        scope="budget",
+    )
+
+
 def error_body(title: str, message: str, hint: str | None = None) -> dict[str, Any]:
     detail: dict[str, Any] = {"error": title, "message": message}
     if hint:

@@ -85,6 +85,10 @@ def to_primitive(value: Any) -> Any:
     return value
 
 
+# What JSON may hold for a plain hint.
+_PLAIN: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (float, int), bool: (bool,)}
+
+
 def decode(cls: type[T], data: dict[str, Any]) -> T:
     """Rebuild a model from what ``to_primitive`` wrote, using its type hints."""
     hints = typing.get_type_hints(cls)
@@ -106,4 +110,8 @@ def _from_primitive(hint: Any, value: Any) -> Any:
         return datetime.fromisoformat(value)
     if dataclasses.is_dataclass(hint):
         return decode(hint, value)
+    # JSON true is an int to Python, never to us.
+    wrong_bool = isinstance(value, bool) is not (hint is bool)
+    if hint in _PLAIN and (not isinstance(value, _PLAIN[hint]) or wrong_bool):
+        raise TypeError(f"expected {hint.__name__}, got {type(value).__name__}")
     return value

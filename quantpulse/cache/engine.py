@@ -43,11 +43,11 @@ from quantpulse.cache.entry import (
     decode_entry,
     encode_entry,
 )
-from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.locks import FillLocks, Lease
 from quantpulse.cache.near import NearCache
 from quantpulse.cache.notify import FillNotifier
 from quantpulse.cache.stats import Stats
-from quantpulse.cache.store import Store, Stores
+from quantpulse.cache.store import Store, Stores, retry_idempotent
 from quantpulse.errors import ProvidersExhausted, QuantPulseError, ServiceUnavailable, SymbolNotFound
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,7 @@ CACHE_RECORDS = (*ENTRY_KINDS, "missing", "fail", "lock")
 _DELETE_CHUNK = 1000
 _EVICTABLE = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in (*ENTRY_KINDS, "missing", "fail"))
 _EVICTION_TRIES = 8
+UNSUBSCRIBED_POLL = 0.05  # seconds between re-reads while fill pushes cannot be received
 
 Outcome = Served[Any] | QuantPulseError
 FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Entry[Any] | QuantPulseError]]
@@ -98,7 +99,7 @@ class CacheEngine:
         self._negative_ttl = negative_ttl
         self._failure_ttl = failure_ttl
         self._wait_timeout = wait_timeout
-        self._notifier = FillNotifier(stores.primary.client, FILLS_CHANNEL)
+        self._notifier = FillNotifier(stores.primary.subscriber, FILLS_CHANNEL)
         self._flights = LocalFlights()
 
     @property
@@ -124,27 +125,30 @@ class CacheEngine:
             self._refresh_hot(self._stores.active(), results, fetch_many, now)
             return results
         store, views = self._read_anywhere([key for key in keys if key not in results])
-        stale: list[CacheKey] = []
+        stale: dict[CacheKey, float] = {}
         cold: list[CacheKey] = []
         for key, view in views.items():
-            if view.missing:
-                results[key] = SymbolNotFound.of(key.instrument)
-            elif view.entry is None and view.failure is not None:
-                results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
-            elif view.entry is not None and key.kind.is_fresh(view.entry, now):
+            if view.entry is not None and key.kind.is_fresh(view.entry, now):
                 results[key] = Served(view.entry, HIT)
                 self._near.put(key, view.entry)
             elif view.entry is not None and key.kind.is_servable(view.entry, now):
+                # A real copy beats a verdict or a failure: refreshes never turn it into a 404.
                 results[key] = Served(view.entry, STALE)
-                stale.append(key)
+                if view.failure is None and not view.missing:  # a failed refresh is not retried at once
+                    stale[key] = view.entry.fetched_at
+            elif view.missing:
+                results[key] = SymbolNotFound.of(key.instrument)
+            elif view.failure is not None:
+                results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
             else:
                 cold.append(key)
         # Hits are answers the cache held: fresh entries and cached verdicts, not shared failures.
+        served_stale = sum(isinstance(o, Served) and o.cache == STALE for o in results.values())
         shared_failures = sum(isinstance(outcome, ProvidersExhausted) for outcome in results.values())
-        self._stats.incr(counters.HITS, len(results) - len(stale) - shared_failures)
-        self._stats.incr(counters.STALE_SERVED, len(stale))
+        self._stats.incr(counters.HITS, len(results) - served_stale - shared_failures)
+        self._stats.incr(counters.STALE_SERVED, served_stale)
         if stale:
-            self._revalidate(store, {key: views[key].entry.fetched_at for key in stale}, fetch_many)
+            self._revalidate(store, stale, fetch_many)
         self._refresh_hot(store, results, fetch_many, now)
         leading, waiting = self._flights.claim(cold)
         if leading:
@@ -183,14 +187,14 @@ class CacheEngine:
         try:
             return store, self._read(store, keys)
         except redis.RedisError as error:
-            store = self._stores.mark_down(store, error)
+            store = self._stores.failed(store, error)
             return store, self._read(store, keys)
 
     @staticmethod
     def _read(store: Store, keys: Sequence[CacheKey]) -> dict[CacheKey, _View]:
         """One MGET for each key's entry, negative entry and recent failure record."""
         names = [name for key in keys for name in (key.redis_key, key.missing_key, key.failure_key)]
-        blobs = iter(store.client.mget(names) if names else [])
+        blobs = iter(retry_idempotent(lambda: store.client.mget(names)) if names else [])
         return {
             key: _View(decode_entry(next(blobs), key), next(blobs) is not None, _decode_failure(next(blobs)))
             for key in keys
@@ -209,7 +213,7 @@ class CacheEngine:
                 try:
                     results.update(self._fill_round(store, pending, fetch_many, seen_held, deadline))
                 except redis.RedisError as error:
-                    store = self._stores.mark_down(store, error)
+                    store = self._stores.failed(store, error)
                 pending = [key for key in pending if key not in results]
         finally:
             for key in keys:
@@ -228,9 +232,9 @@ class CacheEngine:
         taken, held = self._locks.acquire(store.client, by_lock)
         results: dict[CacheKey, Outcome] = {}
         if taken:
-            mine = [by_lock[name] for name in taken]
-            self._stats.incr(counters.LOCK_TAKEOVERS, sum(key in seen_held for key in mine))
-            results.update(self._lead(store, mine, fetch_many, counters.MISSES))
+            leases = {by_lock[lease.key]: lease for lease in taken}
+            self._stats.incr(counters.LOCK_TAKEOVERS, sum(key in seen_held for key in leases))
+            results.update(self._lead(store, leases, fetch_many))
         if held:
             waiting = [by_lock[name] for name in held]
             seen_held.update(waiting)
@@ -240,38 +244,40 @@ class CacheEngine:
     def _lead(
         self,
         store: Store,
-        keys: list[CacheKey],
+        leases: dict[CacheKey, Lease],
         fetch_many: FetchMany,
-        counter: str,
         replacing: dict[CacheKey, float] | None = None,
     ) -> dict[CacheKey, Outcome]:
         """Holding the locks: re-check, fetch what is still needed, write, release, publish.
 
-        ``replacing`` maps keys to the fetch time of the copy a refresh means to replace: a key
-        whose stored copy is newer than that was refreshed by someone else meanwhile.
+        Without ``replacing`` this is a cold fill, and whatever another worker settled meanwhile
+        (an entry, a verdict, a failure) is taken as the answer. With it, this is a refresh of
+        stale copies fetched at the given times: a newer copy, a verdict or a recent failure
+        means there is nothing to do now.
         """
-        replacing = replacing or {}
         try:
             now = time.time()
-            views = self._read(store, keys)
-            done: dict[CacheKey, Outcome] = {
-                key: Served(view.entry, COALESCED)
-                for key, view in views.items()
-                if view.entry is not None
-                and key.kind.is_fresh(view.entry, now)
-                and view.entry.fetched_at > replacing.get(key, float("-inf"))
-            }
-            to_fetch = [key for key in keys if key not in done]
-            self._stats.incr(counter, len(to_fetch))
+            views = self._read(store, list(leases))
+            if replacing is None:
+                results = _settled(views, now)
+                to_fetch = [key for key in leases if key not in results]
+            else:
+                results = {}
+                to_fetch = [key for key in leases if not _refreshed(key, views[key], replacing[key], now)]
+            self._stats.incr(counters.MISSES if replacing is None else counters.REFRESHES, len(to_fetch))
             outcomes = fetch_many(to_fetch) if to_fetch else {}
+            if replacing is not None:
+                outcomes = {key: _as_failed_refresh(outcome) for key, outcome in outcomes.items()}
             self._write(store, outcomes)
-            done.update({key: _served(outcome, MISS) for key, outcome in outcomes.items()})
-            return done
+            results.update({key: _served(outcome, MISS) for key, outcome in outcomes.items()})
+            return results
         finally:
-            self._release(store, keys)
+            self._release(store, leases)
 
     def _write(self, store: Store, outcomes: dict[CacheKey, Entry[Any] | QuantPulseError]) -> None:
         """Entries, verdicts and failure records; best effort, the answer is served regardless."""
+        if not outcomes:
+            return
         try:
             self._make_room(store, len(outcomes))
             pipe = store.client.pipeline(transaction=False)
@@ -284,17 +290,21 @@ class CacheEngine:
                     pipe.set(key.missing_key, json.dumps({"message": outcome.message}), ex=self._negative_ttl)
                 elif isinstance(outcome, ProvidersExhausted) and self._failure_ttl:
                     pipe.set(key.failure_key, _encode_failure(outcome), ex=self._failure_ttl)
-            pipe.execute()
+            retry_idempotent(pipe.execute)  # SET and DEL may safely run twice
         except redis.RedisError as error:
-            self._stores.note_failure(store, error)
-            log.warning("could not write %d cache entries: %s", len(outcomes), error)
+            self._stores.failed(store, error)
+            log.debug("could not write %d cache entries: %s", len(outcomes), error)
 
-    def _release(self, store: Store, keys: list[CacheKey]) -> None:
+    def _release(self, store: Store, leases: dict[CacheKey, Lease]) -> None:
         try:
-            self._locks.release(key.lock_key for key in keys)
-            self._notifier.publish(store.client, [key.redis_key for key in keys])
+            self._locks.release(leases.values())
         except redis.RedisError as error:
-            log.warning("could not release fill locks (they expire by themselves): %s", error)
+            self._stores.trouble.record(error)
+            log.debug("could not release fill locks (they expire by themselves): %s", error)
+        try:
+            self._notifier.publish(store.client, [key.redis_key for key in leases])
+        except redis.RedisError as error:
+            self._stores.trouble.record(error)
 
     @staticmethod
     def _make_room(store: Store, incoming: int) -> None:
@@ -317,11 +327,17 @@ class CacheEngine:
     def _await_fills(
         self, store: Store, keys: list[CacheKey], holder_left: float, deadline: float
     ) -> dict[CacheKey, Outcome]:
-        """Wait (woken by push) until a fill lands, the holder's lock lapses, or the deadline."""
+        """Wait until a fill lands (woken by push), the holder's lock lapses, or the deadline.
+
+        While the listener is not subscribed (the store just came back) a push could be missed,
+        so the store is re-read every ``UNSUBSCRIBED_POLL`` instead of sleeping to the lock's end.
+        """
+        until = min(time.monotonic() + holder_left + 0.05, deadline)
         with self._notifier.waiting_for([key.redis_key for key in keys]) as filled:
             settled = _settled(self._read(store, keys))
-            if len(settled) < len(keys):
-                filled.wait(max(0.0, min(holder_left + 0.05, deadline - time.monotonic())))
+            while len(settled) < len(keys) and (left := until - time.monotonic()) > 0:
+                filled.wait(left if self._notifier.subscribed else min(left, UNSUBSCRIBED_POLL))
+                filled.clear()
                 rest = [key for key in keys if key not in settled]
                 settled.update(_settled(self._read(store, rest)))
         if time.monotonic() >= deadline:
@@ -366,17 +382,24 @@ class CacheEngine:
         by_lock = {key.lock_key: key for key in replacing}
         try:
             taken, _ = self._locks.acquire(store.client, by_lock)
-        except redis.RedisError:
+        except redis.RedisError as error:
+            self._stores.failed(store, error)
             return
         if taken:
-            mine = {by_lock[name]: replacing[by_lock[name]] for name in taken}
-            self._refresher.submit(self._refresh, store, mine, fetch_many)
+            leases = {by_lock[lease.key]: lease for lease in taken}
+            self._refresher.submit(self._refresh, store, leases, replacing, fetch_many)
 
-    def _refresh(self, store: Store, replacing: dict[CacheKey, float], fetch_many: FetchMany) -> None:
+    def _refresh(
+        self,
+        store: Store,
+        leases: dict[CacheKey, Lease],
+        replacing: dict[CacheKey, float],
+        fetch_many: FetchMany,
+    ) -> None:
         try:
-            self._lead(store, list(replacing), fetch_many, counters.REFRESHES, replacing)
+            self._lead(store, leases, fetch_many, replacing)
         except Exception:  # a background task has nobody to report to but the log
-            log.exception("background refresh of %d keys failed", len(replacing))
+            log.exception("background refresh of %d keys failed", len(leases))
 
 
 def _scan(client: redis.Redis, kinds: Sequence[str]) -> list[bytes]:
@@ -387,16 +410,36 @@ def _scan(client: redis.Redis, kinds: Sequence[str]) -> list[bytes]:
     ]
 
 
-def _settled(views: dict[CacheKey, _View]) -> dict[CacheKey, Outcome]:
+def _settled(views: dict[CacheKey, _View], now: float | None = None) -> dict[CacheKey, Outcome]:
+    """What another worker's fill left: an entry (fresh at ``now``, if given), a verdict or a failure."""
     settled: dict[CacheKey, Outcome] = {}
     for key, view in views.items():
-        if view.entry is not None:
+        if view.entry is not None and (now is None or key.kind.is_fresh(view.entry, now)):
             settled[key] = Served(view.entry, COALESCED)
         elif view.missing:
             settled[key] = SymbolNotFound.of(key.instrument)
         elif view.failure is not None:
             settled[key] = view.failure
     return settled
+
+
+def _refreshed(key: CacheKey, view: _View, replacing: float, now: float) -> bool:
+    """Whether a refresh of the copy fetched at ``replacing`` has nothing to do right now."""
+    if view.missing or view.failure is not None:
+        return True
+    return view.entry is not None and key.kind.is_fresh(view.entry, now) and view.entry.fetched_at > replacing
+
+
+def _as_failed_refresh(outcome: Entry[Any] | QuantPulseError) -> Entry[Any] | QuantPulseError:
+    """A refresh that gets "not found" failed: the stale copy stays (API.md, data honesty).
+
+    A known instrument that suddenly "does not exist" is far more often a provider glitch (such
+    as Finnhub's all-zero quote) than a delisting, so it is recorded as a brief failure, not a
+    negative entry.
+    """
+    if isinstance(outcome, SymbolNotFound):
+        return ProvidersExhausted(f"refresh got not-found: {outcome.message}")
+    return outcome
 
 
 def _served(outcome: Entry[Any] | QuantPulseError, cache: str) -> Outcome:

@@ -132,17 +132,24 @@ def encode_entry(entry: Entry[Any]) -> str:
 
 
 def decode_entry(blob: bytes | str | None, key: CacheKey) -> Entry[Any] | None:
-    """A blob that does not decode is treated as a miss and overwritten, never served."""
+    """A blob that does not decode is treated as a miss and overwritten, never served.
+
+    Whatever is in Redis (an entry written by another release under the same namespace, a hand
+    edit) must never turn a read into a 500.
+    """
     if blob is None:
         return None
     try:
         data = json.loads(blob)
+        reason = data.get("fallback_reason")
+        if not isinstance(data["source"], str) or not isinstance(reason, str | None):
+            raise TypeError("source and fallback_reason must be text")
         return Entry(
             value=decode(key.kind.model, data["value"]),
             source=data["source"],
             fetched_at=float(data["fetched_at"]),
-            fallback_reason=data.get("fallback_reason"),
+            fallback_reason=reason,
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError):
         log.warning("ignoring undecodable cache entry %s", key.redis_key)
         return None

@@ -1,8 +1,9 @@
 """Push wake-ups for fill waiters: a fill publishes its keys, every process wakes its waiters.
 
-One subscriber thread per process listens on one channel; waiters register an Event for their
-keys *before* re-reading the store, so a fill that lands in between is never missed. Waking is
-by push, not by polling at a fixed interval; the wait itself is still bounded by the caller.
+One subscriber thread per process listens on one channel, on the worker's one pub/sub
+connection. Waiters register an Event for their keys *before* re-reading the store, so a fill
+that lands in between is never missed. Waking is by push, not by polling at a fixed interval;
+the wait itself is still bounded by the caller.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from contextlib import contextmanager
 import redis
 
 log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 0.5  # seconds between resubscribe attempts while the store is away
 
 
 class FillNotifier:
@@ -67,21 +70,29 @@ class FillNotifier:
             self._listener.start()
         self._subscribed.wait(0.5)
 
+    @property
+    def subscribed(self) -> bool:
+        """False while the listener is (re)connecting: pushes may be missed, so waiters poll."""
+        return self._subscribed.is_set()
+
     def _listen(self) -> None:
-        """Subscribe and dispatch forever; on a store error, back off and subscribe again."""
-        backoff = 0.1
+        """Subscribe and dispatch forever; on a store error, back off briefly and subscribe again."""
+        backoff = 0.05
         while True:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub = self._client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self._channel)
                 self._subscribed.set()
-                backoff = 0.1
+                backoff = 0.05
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._wake(json.loads(message["data"]))
             except (redis.RedisError, ValueError) as error:
                 self._subscribed.clear()
-                log.debug("fill listener: %s; resubscribing in %.1f s", error, backoff)
+                log.debug("fill listener: %s; resubscribing in %.2f s", error, backoff)
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            finally:
+                # Give the one subscriber connection back (its pool holds exactly one).
+                pubsub.close()

@@ -15,6 +15,7 @@ from collections import Counter
 import redis
 
 from quantpulse.cache.entry import LAST_ERRORS_KEY, STATS_KEY
+from quantpulse.cache.store import RedisTrouble, retry_idempotent
 from quantpulse.errors import FailureKind, ProviderError
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ def bucket_name(histogram: str, seconds: float) -> str:
     return f"{histogram}:bucket:{bound if bound is not None else '+Inf'}"
 
 
+def redis_errors_counter(kind: str) -> str:
+    return f"redis:errors:{kind}"
+
+
 def calls_counter(provider: str) -> str:
     return f"upstream:{provider}:calls"
 
@@ -61,8 +66,9 @@ def failures_counter(provider: str, kind: FailureKind | None = None) -> str:
 class Stats:
     """Thread-safe counters plus each provider's last error (which never holds a key)."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, trouble: RedisTrouble | None = None) -> None:
         self._client = client
+        self._trouble = trouble
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
         self._pending_errors: dict[str, str] = {}
@@ -103,6 +109,8 @@ class Stats:
         with self._lock:
             counts, errors = self._pending, self._pending_errors
             self._pending, self._pending_errors = Counter(), {}
+        if self._trouble is not None:
+            counts.update({redis_errors_counter(k): n for k, n in self._trouble.take().items()})
         if not counts and not errors:
             return True
         try:
@@ -127,8 +135,8 @@ class Stats:
         """
         if self.flush():
             try:
-                counts = self._client.hgetall(STATS_KEY)
-                errors = self._client.hgetall(LAST_ERRORS_KEY)
+                counts = retry_idempotent(lambda: self._client.hgetall(STATS_KEY))
+                errors = retry_idempotent(lambda: self._client.hgetall(LAST_ERRORS_KEY))
                 return (
                     Counter({k.decode(): int(v) for k, v in counts.items()}),
                     {k.decode(): v.decode() for k, v in errors.items()},

@@ -8,6 +8,7 @@ teaches provider health, and lets the provider's own credit headers correct the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -16,7 +17,7 @@ import redis
 
 from quantpulse.cache.stats import Stats
 from quantpulse.cache.store import Stores
-from quantpulse.errors import ProviderError, over_budget
+from quantpulse.errors import ProviderError, budget_unreachable, over_budget
 from quantpulse.upstream.budget import CreditBudget
 from quantpulse.upstream.health import ProviderHealth
 
@@ -57,8 +58,10 @@ class UpstreamGuard:
         )
         if blocked is not None:
             raise blocked
-        reservation = self._on_store(
-            lambda client: self._budget.reserve(client, provider, cost, now, partial=partial)
+        if not self._budget.limited(provider):
+            return cost
+        reservation = self._on_shared(
+            provider, lambda client: self._budget.reserve(client, provider, cost, now, partial=partial)
         )
         if not reservation.granted:
             raise over_budget(provider, reservation.retry_after)
@@ -80,8 +83,11 @@ class UpstreamGuard:
         self._on_store(lambda client: self._health.observe(client, provider, endpoint, exchange, error, now))
         header, window = _LEFT_HEADERS.get(provider, ("", ""))
         left = (headers or {}).get(header)
-        if left is not None and left.isdigit():
-            self._on_store(lambda client: self._budget.correct(client, provider, window, int(left), now))
+        if left is not None and left.isdigit() and self._budget.limited(provider):
+            with contextlib.suppress(ProviderError):  # a correction can wait for the next answer
+                self._on_shared(
+                    provider, lambda client: self._budget.correct(client, provider, window, int(left), now)
+                )
 
     def learn(self, provider: str, endpoint: str, exchange: str | None, error: ProviderError) -> None:
         """A failure reported inside a successful answer (one item of a batch)."""
@@ -92,7 +98,10 @@ class UpstreamGuard:
         """True while every budgeted window still has more than ``share`` of its credits left."""
         now = self._clock()
         for provider in self._budget.providers():
-            left = self._on_store(lambda client, p=provider: self._budget.left(client, p, now))
+            try:
+                left = self._on_shared(provider, lambda client, p=provider: self._budget.left(client, p, now))
+            except ProviderError:
+                return False
             limits = self._budget.limits(provider)
             if any(left[name] <= limits[name] * share for name in left):
                 return False
@@ -101,17 +110,32 @@ class UpstreamGuard:
     def status(self, provider: str) -> dict[str, Any]:
         now = self._clock()
         health = self._on_store(lambda client: self._health.state(client, provider, now))
-        left = self._on_store(lambda client: self._budget.left(client, provider, now))
-        return {
-            **health,
-            "budget": {"minute_left": left.get("minute"), "day_left": left.get("day")}
-            if self._budget.limited(provider)
-            else None,
-        }
+        return {**health, "budget": self._budget_left(provider, now)}
+
+    def _budget_left(self, provider: str, now: float) -> dict[str, int | None] | None:
+        if not self._budget.limited(provider):
+            return None
+        try:
+            left = self._on_shared(provider, lambda client: self._budget.left(client, provider, now))
+        except ProviderError:
+            return {"minute_left": None, "day_left": None}
+        return {"minute_left": left.get("minute"), "day_left": left.get("day")}
 
     def _on_store(self, action: Callable[[redis.Redis], T]) -> T:
+        """Health may live on the fallback store for a while: a per-process view beats none."""
         store = self._stores.active()
         try:
             return action(store.client)
         except redis.RedisError as error:
-            return action(self._stores.mark_down(store, error).client)
+            return action(self._stores.failed(store, error).client)
+
+    def _on_shared(self, provider: str, action: Callable[[redis.Redis], T]) -> T:
+        """Budgets live only in the shared store: a per-process budget would multiply the plan
+        by the number of processes, so while it is unreachable the provider fails closed."""
+        if self._stores.shared_down:
+            raise budget_unreachable(provider)
+        try:
+            return action(self._stores.primary.client)
+        except redis.RedisError as error:
+            self._stores.failed(self._stores.primary, error)
+            raise budget_unreachable(provider) from error

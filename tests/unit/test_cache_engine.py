@@ -94,11 +94,11 @@ def make_engine(
     ahead_fraction: float = 0.0,
     budget_allows: bool = True,
 ) -> CacheEngine:
-    stores = Stores(store, fallback=fallback, retry_after=30)
+    stores = Stores(store, fallback=fallback, probe_interval=30)
     return CacheEngine(
         stores,
-        Stats(store.client),
-        FillLocks(lock_ttl),
+        Stats(store.client, stores.trouble),
+        FillLocks(lock_ttl, max_hold=wait_timeout),
         refresher or ManualExecutor(),
         NearCache(near_seconds),
         RefreshAhead(fraction=ahead_fraction, hot_reads=3, allowed=lambda: budget_allows),
@@ -343,7 +343,7 @@ def test_a_dead_owners_lock_expires_and_is_taken_over(store):
 
 
 def test_only_the_owner_releases_a_lock(store):
-    locks = FillLocks(5)
+    locks = FillLocks(5, max_hold=30)
     taken, _ = locks.acquire(store.client, ["lock-a"])
     store.client.set("lock-a", "someone-else-took-over")
 
@@ -353,7 +353,7 @@ def test_only_the_owner_releases_a_lock(store):
 
 
 def test_a_live_owner_keeps_its_lock_beyond_the_ttl(store):
-    locks = FillLocks(0.3)
+    locks = FillLocks(0.3, max_hold=30)
     taken, _ = locks.acquire(store.client, ["lock-b"])
 
     time.sleep(0.8)
