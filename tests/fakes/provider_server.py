@@ -1,6 +1,6 @@
 """Fake Twelve Data and Finnhub HTTP server on loopback, for tests and benchmarks.
 
-It speaks the providers' wire shapes and quirks (see ../shared/provider-fixtures/README.md)
+It speaks the providers' wire shapes and quirks (see tests/fixtures/providers/README.md)
 so adapters are exercised over real HTTP, counts every request so caching claims can be
 proven, and can be told to fail, stall or rate-limit so retries and failover can be tested.
 It can also enforce the free plans' rate limits the way the real APIs answer them, in

@@ -1,14 +1,12 @@
 """The fake provider server speaks the recorded wire shapes, counts calls and fails on demand.
 
 Other tests trust this fake to behave like Twelve Data and Finnhub, so its answers are checked
-against the recorded bodies in ``../shared/provider-fixtures``.
+against the recorded bodies in ``tests/fixtures/providers``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -23,9 +21,9 @@ import pytest
 import requests
 
 from tests.fakes.provider_server import IST, FakeProviderServer
+from tests.fixtures import provider_body
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES_DIR = Path(os.environ.get("QUANTPULSE_SHARED", REPO_ROOT.parent / "shared")) / "provider-fixtures"
 
 # Fri 2025-06-13 16:00 IST: the recorded trading day, half an hour after the close.
 RECORDED_DAY = datetime(2025, 6, 13, 16, 0, tzinfo=IST)
@@ -37,10 +35,6 @@ SAMPLE_REQUEST = {
     "twelvedata": ("/quote", {"symbol": "RELIANCE", "exchange": "NSE"}),
     "finnhub": ("/quote", {"symbol": "RELIANCE.NS"}),
 }
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES_DIR / f"{name}.json").read_text(encoding="utf-8"))
 
 
 def shape(value: Any) -> Any:
@@ -101,7 +95,7 @@ def server() -> Iterator[FakeProviderServer]:
 
 
 def test_twelvedata_quote_has_the_recorded_shape_and_times(server: FakeProviderServer) -> None:
-    recorded = fixture("twelvedata-quote-ok")
+    recorded = provider_body("twelvedata-quote-ok")
 
     response = sample(server, "twelvedata")
 
@@ -130,7 +124,7 @@ def test_bse_listing_is_half_a_rupee_above_nse_on_both_providers(
 def test_twelvedata_batch_keeps_unknown_symbols_as_errors_inside_the_map(
     server: FakeProviderServer,
 ) -> None:
-    recorded = fixture("twelvedata-batch-partial-error")
+    recorded = provider_body("twelvedata-batch-partial-error")
     params = {"symbol": "RELIANCE,TCS,RELIANC", "exchange": "NSE"}
 
     response = get(server, "twelvedata", "/quote", params)
@@ -150,7 +144,7 @@ def test_twelvedata_single_unknown_symbol_is_a_flat_error_sent_with_200(
     response = get(server, "twelvedata", "/quote", {"symbol": symbol, "exchange": "NSE"})
 
     assert response.status_code == 200
-    assert response.json() == fixture("twelvedata-error-symbol-not-found")
+    assert response.json() == provider_body("twelvedata-error-symbol-not-found")
 
 
 def test_every_provider_request_is_counted_failures_included(
@@ -202,7 +196,7 @@ def test_wrong_or_missing_key_is_a_401_with_the_provider_body(
     response = sample(server, provider, headers=headers)
 
     assert response.status_code == 401
-    assert response.json() == fixture(recorded)
+    assert response.json() == provider_body(recorded)
 
 
 def test_key_in_the_query_string_is_detected_and_not_accepted(
@@ -235,7 +229,7 @@ def test_failure_modes_answer_with_the_recorded_error(
 
     response = sample(server, provider)
 
-    assert (response.status_code, response.json()) == (status, fixture(recorded))
+    assert (response.status_code, response.json()) == (status, provider_body(recorded))
 
 
 def test_finnhub_rate_limit_says_nothing_remains(server: FakeProviderServer) -> None:
@@ -299,7 +293,7 @@ def test_intraday_time_series_is_newest_first_inside_weekday_sessions(
 
     body = get(server, "twelvedata", "/time_series", params).json()
 
-    recorded = fixture("twelvedata-time_series-ok")
+    recorded = provider_body("twelvedata-time_series-ok")
     stamps = [datetime.fromisoformat(value["datetime"]) for value in body["values"]]
     assert (body["status"], len(stamps)) == ("ok", 100)
     assert shape(body["meta"]) == shape(recorded["meta"])
@@ -345,7 +339,7 @@ def test_time_series_without_history_is_the_no_data_error(server: FakeProviderSe
 def test_finnhub_candle_returns_only_bars_inside_the_range_oldest_first(
     server: FakeProviderServer,
 ) -> None:
-    recorded = fixture("finnhub-candle-ok")
+    recorded = provider_body("finnhub-candle-ok")
     params = {"symbol": "RELIANCE.NS", "resolution": "D", "from": 1749427200, "to": 1749859199}
 
     body = get(server, "finnhub", "/stock/candle", params).json()
@@ -380,14 +374,14 @@ def test_finnhub_candle_without_bars_is_no_data(
 
     response = get(server, "finnhub", "/stock/candle", params)
 
-    assert (response.status_code, response.json()) == (200, fixture("finnhub-candle-no-data"))
+    assert (response.status_code, response.json()) == (200, provider_body("finnhub-candle-no-data"))
 
 
 @pytest.mark.parametrize("symbol", ["ZZZZZZ.NS", "RELIANCE"])
 def test_finnhub_unknown_or_bare_symbol_quote_is_all_zero(server: FakeProviderServer, symbol: str) -> None:
     response = get(server, "finnhub", "/quote", {"symbol": symbol})
 
-    assert (response.status_code, response.json()) == (200, fixture("finnhub-quote-unknown-symbol"))
+    assert (response.status_code, response.json()) == (200, provider_body("finnhub-quote-unknown-symbol"))
 
 
 def test_profiles_have_the_recorded_shapes(server: FakeProviderServer) -> None:
@@ -395,12 +389,12 @@ def test_profiles_have_the_recorded_shapes(server: FakeProviderServer) -> None:
     finnhub = get(server, "finnhub", "/stock/profile2", {"symbol": "BAJAJ-AUTO.NS"})
     unknown = get(server, "finnhub", "/stock/profile2", {"symbol": "ZZZZZZ.NS"})
 
-    assert shape(twelvedata.json()) == shape(fixture("twelvedata-profile-ok"))
+    assert shape(twelvedata.json()) == shape(provider_body("twelvedata-profile-ok"))
     assert twelvedata.json()["name"] == "Mahindra & Mahindra Ltd."
     assert twelvedata.headers["api-credits-used"] == "10"
-    assert shape(finnhub.json()) == shape(fixture("finnhub-profile2-ok"))
+    assert shape(finnhub.json()) == shape(provider_body("finnhub-profile2-ok"))
     assert finnhub.json()["name"] == "Bajaj Auto Ltd"
-    assert unknown.json() == fixture("finnhub-profile2-unknown")
+    assert unknown.json() == provider_body("finnhub-profile2-unknown")
 
 
 def test_control_api_reads_and_steers_the_server(server: FakeProviderServer) -> None:
@@ -433,7 +427,7 @@ def test_twelvedata_batch_over_the_minute_budget_is_refused_whole_and_charges_no
     assert first.status_code == 200
     assert (first.headers["api-credits-used"], first.headers["api-credits-left"]) == ("5", "3")
     # The recorded body happens to be exactly this case: 5 + 4 = 9 credits against 8.
-    assert (second.status_code, second.json()) == (429, fixture("twelvedata-error-credits-exhausted"))
+    assert (second.status_code, second.json()) == (429, provider_body("twelvedata-error-credits-exhausted"))
     assert (second.headers["api-credits-used"], second.headers["api-credits-left"]) == ("0", "3")
     assert "Is_batch" not in second.headers
     assert (server.credits_used("twelvedata"), server.rate_limited("twelvedata")) == (5, 1)
@@ -470,7 +464,7 @@ def test_setting_the_same_limits_again_gives_no_second_budget(server: FakeProvid
 def test_twelvedata_day_budget_gets_the_daily_message_even_when_the_minute_is_spent_too(
     server: FakeProviderServer,
 ) -> None:
-    daily = fixture("twelvedata-error-credits-daily")["message"]
+    daily = provider_body("twelvedata-error-credits-daily")["message"]
     server.enforce_limits(minute_seconds=1.0, twelvedata_per_day=3)
 
     params = {"symbol": "TCS", "exchange": "NSE", "interval": "1day"}
@@ -486,7 +480,7 @@ def test_twelvedata_day_budget_gets_the_daily_message_even_when_the_minute_is_sp
 
 
 def test_a_profile_costs_10_credits_so_the_free_plan_never_gets_one(server: FakeProviderServer) -> None:
-    minute = fixture("twelvedata-error-credits-exhausted")["message"]
+    minute = provider_body("twelvedata-error-credits-exhausted")["message"]
     server.enforce_limits(minute_seconds=1.0)
 
     response = get(server, "twelvedata", "/profile", {"symbol": "TCS", "exchange": "NSE"})
@@ -503,7 +497,7 @@ def test_finnhub_per_second_cap_refuses_with_the_recorded_body(server: FakeProvi
     answers = [sample(server, "finnhub") for _ in range(4)]
 
     assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
-    assert answers[-1].json() == fixture("finnhub-error-rate-limit")
+    assert answers[-1].json() == provider_body("finnhub-error-rate-limit")
     # The minute still has calls left; only the per-second cap said no.
     assert answers[-1].headers["X-Ratelimit-Remaining"] == "57"
     assert (server.rate_limited("finnhub"), server.credits_used("finnhub")) == (1, 3)

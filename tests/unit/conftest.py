@@ -6,12 +6,9 @@ intercepted by ``responses``: any request no test registered fails instead of re
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,9 +18,7 @@ import responses
 from quantpulse.errors import FailureKind, ProviderError
 from quantpulse.providers.finnhub import Finnhub
 from quantpulse.providers.twelvedata import TwelveData
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES_DIR = Path(os.environ.get("QUANTPULSE_SHARED", REPO_ROOT.parent / "shared")) / "provider-fixtures"
+from tests.fixtures import provider_body
 
 TD_BASE = "https://td.test"
 FH_BASE = "https://fh.test"
@@ -34,16 +29,10 @@ FH_KEY = "fh-key"
 FROZEN_NOW = datetime(2025, 6, 13, 10, 30, tzinfo=UTC)
 
 
-def load_fixture(name: str) -> Any:
-    """A recorded body from the shared provider fixtures, by file name (``.json`` optional)."""
-    filename = name if name.endswith(".json") else f"{name}.json"
-    return json.loads((FIXTURES_DIR / filename).read_text(encoding="utf-8"))
-
-
 @pytest.fixture
 def fixture_body() -> Callable[[str], Any]:
     """``fixture_body("twelvedata-quote-ok")`` is that recorded body, parsed."""
-    return load_fixture
+    return provider_body
 
 
 class RecordingObserver:
