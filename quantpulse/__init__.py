@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     register_request_log(app)
     register_request_metrics(app, app.extensions[EXTENSION].service.stats)
     register_cors(app, settings)
-    register_client_limits(app, settings)
+    register_client_limits(app, settings, stores)
     register_cli(app)
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
     return app

@@ -18,7 +18,7 @@ from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.entry import MISS, CacheKey, Entry, Kind, Served, missing_key
 from quantpulse.cache.stats import Stats
 from quantpulse.config import Settings
-from quantpulse.errors import BadRequest, ProvidersExhausted, QuantPulseError
+from quantpulse.errors import BadRequest, ProviderError, ProvidersExhausted, QuantPulseError
 from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import PERIODS, Period
 from quantpulse.provider_chain import ProviderCall, ProviderChain, one_by_one
@@ -108,6 +108,7 @@ class StockService:
             [self.instrument(parsed)],
             one_by_one(lambda provider, i: provider.profile(i)),
             self._demo.profile,
+            complete=self._with_market_cap,
         )
         return _single_outcome(outcomes)
 
@@ -158,14 +159,14 @@ class StockService:
         call: ProviderCall[T],
         demo: Callable[[Instrument], T],
         variant: str = "",
-        complete: Callable[[T], T] | None = None,
+        complete: Callable[[Instrument, Entry[T]], Entry[T]] | None = None,
     ) -> dict[Instrument, Served[T] | QuantPulseError]:
-        """Cache, then providers, then demo; ``complete`` finishes a fetched value before it is cached."""
+        """Cache, then providers, then demo; ``complete`` finishes a fetched entry before it is cached."""
         keys = {CacheKey(kind, instrument, variant): instrument for instrument in instruments}
 
         def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Any]:
             fetched = self.chain.fetch([keys[key] for key in pending], call)
-            return {key: _completed(fetched[keys[key]], complete) for key in pending}
+            return {key: _completed(keys[key], fetched[keys[key]], complete) for key in pending}
 
         served = self.cache.get_or_fetch_many(list(keys), fetch_many)
         return {i: self._demo_if_allowed(served[key], demo, i) for key, i in keys.items()}
@@ -178,22 +179,43 @@ class StockService:
         self.stats.incr(counters.DEMO_SERVED)
         return Served(Entry(demo(instrument), DEMO_SOURCE, time.time(), outcome.reason), MISS)
 
-    def _with_company_name(self, quote: Quote) -> Quote:
+    def _with_company_name(self, instrument: Instrument, entry: Entry[Quote]) -> Entry[Quote]:
         """Fill a missing name from a cached profile or the built-in table, never upstream.
 
         Done once per fetch, before caching, so cached reads never pay for it.
         """
+        quote = entry.value
         if quote.company_name:
-            return quote
-        profile = self.cache.peek(CacheKey(self.kinds.profile, Instrument(quote.symbol, quote.exchange)))
+            return entry
+        profile = self.cache.peek(CacheKey(self.kinds.profile, instrument))
         name = (profile and profile.value.name) or companies.company_name(quote.symbol) or quote.symbol
-        return dataclasses.replace(quote, company_name=name)
+        return dataclasses.replace(entry, value=dataclasses.replace(quote, company_name=name))
+
+    def _with_market_cap(self, instrument: Instrument, entry: Entry[Profile]) -> Entry[Profile]:
+        """Twelve Data's profile has no market cap: ask the other live providers once each.
+
+        Inside the same fill (one per profile key) and through the same gate, so within the
+        budgets; a failure or an empty answer leaves it null until the next refresh.
+        """
+        for provider in self.chain.providers:
+            if entry.value.market_cap is not None:
+                break
+            if provider.name == entry.source:
+                continue
+            try:
+                market_cap = provider.profile(instrument).market_cap
+            except ProviderError:
+                continue
+            entry = dataclasses.replace(entry, value=dataclasses.replace(entry.value, market_cap=market_cap))
+        return entry
 
 
-def _completed(outcome: Any, complete: Callable[[Any], Any] | None) -> Any:
+def _completed(
+    instrument: Instrument, outcome: Any, complete: Callable[[Instrument, Any], Any] | None
+) -> Any:
     if complete is None or not isinstance(outcome, Entry):
         return outcome
-    return dataclasses.replace(outcome, value=complete(outcome.value))
+    return complete(instrument, outcome)
 
 
 def _single_outcome(outcomes: dict[Instrument, Served[T] | QuantPulseError]) -> Answer[T]:

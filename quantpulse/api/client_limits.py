@@ -13,25 +13,27 @@ from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from quantpulse.cache.entry import NAMESPACE
+from quantpulse.cache.store import BACKEND_REDIS, Stores
 from quantpulse.config import Settings
 
 
-def register_client_limits(app: Flask, settings: Settings) -> Limiter | None:
+def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Limiter | None:
+    """Counted on the worker's own command pool, so the limiter adds no Redis connections."""
     if settings.proxy_fix_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops
         )
     if not settings.rate_limit:
         return None
-    redis_url = settings.redis_url
-    tls = {"ssl_cert_reqs": None} if redis_url and redis_url.startswith("rediss://") else {}
+    shared = stores.backend == BACKEND_REDIS and settings.redis_url
+    pool = {"connection_pool": stores.primary.client.connection_pool} if shared else {}
     return Limiter(
         get_remote_address,
         app=app,
         default_limits=[settings.rate_limit],
         default_limits_exempt_when=_exempt,
-        storage_uri=redis_url or "memory://",
-        storage_options={"socket_timeout": settings.redis_timeout, **tls},
+        storage_uri=settings.redis_url if shared else "memory://",
+        storage_options=pool,
         key_prefix=f"{NAMESPACE}:ratelimit",
         # A sliding-window counter is nearly as fair as a moving window at a third of its Redis
         # work per request (the benchmark measured the moving window's cost).

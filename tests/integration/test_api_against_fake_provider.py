@@ -100,13 +100,36 @@ def test_known_symbol_without_bars_is_an_empty_200(client, upstream):
     assert body.get_json()["data"] == [] and body.get_json()["dataPoints"] == 0
 
 
-def test_profile_is_served_by_twelvedata(client, upstream):
+def test_profile_is_served_by_twelvedata_with_the_market_cap_from_finnhub(client, upstream):
     body = client.get("/stock/HDFCBANK/profile").get_json()
+    again = client.get("/stock/HDFCBANK/profile").get_json()
 
     assert body["service_info"]["source"] == "twelvedata"
     assert body["name"].startswith("HDFC Bank")
-    assert body["marketCapFormatted"] == "N/A" and body["marketCap"] is None
-    assert upstream.calls("twelvedata", "/profile") == 1
+    assert body["marketCap"] > 1e12 and body["marketCapFormatted"].endswith("L Cr")
+    assert upstream.calls("twelvedata", "/profile") == upstream.calls("finnhub", "/stock/profile2") == 1
+    assert again["service_info"]["cache"] == "hit" and again["marketCap"] == body["marketCap"]
+    assert upstream.calls() == 2, "one fill: one call per provider"
+
+
+def test_forced_twelvedata_profile_has_no_market_cap(make_app, upstream):
+    body = make_app(stock_provider="twelvedata").test_client().get("/stock/HDFCBANK/profile").get_json()
+
+    assert body["service_info"]["source"] == "twelvedata"
+    assert body["marketCap"] is None and body["marketCapFormatted"] == "N/A"
+    assert upstream.calls("finnhub") == 0
+
+
+def test_a_failing_market_cap_call_leaves_it_null_not_the_profile_broken(client, upstream):
+    upstream.set_mode("finnhub", "error_500")
+
+    response = client.get("/stock/HDFCBANK/profile")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["service_info"]["source"] == "twelvedata" and body["name"].startswith("HDFC Bank")
+    assert body["marketCap"] is None and body["marketCapFormatted"] == "N/A"
+    assert upstream.calls("finnhub", "/stock/profile2") == 2, "one call and its one retry"
 
 
 def test_batch_of_cold_symbols_costs_one_twelvedata_request(client, upstream):
@@ -173,6 +196,7 @@ def test_a_nameless_quote_takes_its_name_from_a_cached_profile_else_the_ticker(c
     client.get("/stock/SYN01/profile")
     upstream.set_mode("twelvedata", "plan")  # quotes now come from Finnhub, which sends no name
     calls_before = upstream.calls()
+    profiles_before = upstream.calls("finnhub", "/stock/profile2")
 
     named = client.get("/stock/SYN01").get_json()
     unnamed = client.get("/stock/SYN02").get_json()
@@ -182,7 +206,7 @@ def test_a_nameless_quote_takes_its_name_from_a_cached_profile_else_the_ticker(c
     assert named["companyName"] == "Synthetic Industries 01 Ltd."
     assert unnamed["companyName"] == "SYN02", "no profile cached, not in the table: the ticker"
     assert again["service_info"]["cache"] == "hit" and again["companyName"] == named["companyName"]
-    assert upstream.calls("finnhub", "/stock/profile2") == 0, "never an upstream call just for a name"
+    assert upstream.calls("finnhub", "/stock/profile2") == profiles_before, "never a call just for a name"
     assert upstream.calls() - calls_before == 3  # TD plan refusal (once), then one Finnhub quote each
 
 
@@ -470,7 +494,8 @@ def test_status_counts_match_the_fake_providers_own_count(client, upstream):
     assert providers["twelvedata"]["calls"] == upstream.calls("twelvedata") == 3
     assert providers["twelvedata"]["failures"] == 2
     assert providers["twelvedata"]["failures_by_kind"]["transient"] == 2
-    assert providers["finnhub"]["calls"] == upstream.calls("finnhub") == 1
+    # The quote after Twelve Data's two failures, and the profile's market cap.
+    assert providers["finnhub"]["calls"] == upstream.calls("finnhub") == 2
     assert status["cache_stats"]["hits"] == 1 and status["cache_stats"]["misses"] == 2
     assert status["cache_stats"]["total_entries"] == 2
     assert status["cache_stats"]["stats_scope"] == "process", "the embedded store is per process"
