@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from quantpulse.cache import stats as counters
-from quantpulse.cache.store import BACKEND_REDIS
+from quantpulse.cache.store import BACKEND_REDIS, ERROR_KINDS
 from quantpulse.errors import FailureKind
 from quantpulse.periods import SUPPORTED_PERIODS
 from quantpulse.service import StockService
@@ -104,6 +104,7 @@ def _cache_stats(
         "stale_served": stale,
         "coalesced_waits": counts[counters.COALESCED_WAITS],
         "lock_takeovers": counts[counters.LOCK_TAKEOVERS],
+        "redis_errors": {kind: counts[counters.redis_errors_counter(kind)] for kind in ERROR_KINDS},
         "background_refreshes": counts[counters.REFRESHES],
         "hit_rate": round((hits + stale) / served, 4) if served else 0.0,
         "cache_settings": {

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from quantpulse.api import components
 from quantpulse.cache import stats as counters
 from quantpulse.cache.stats import Stats
+from quantpulse.cache.store import ERROR_KINDS
 from quantpulse.errors import FailureKind
 from quantpulse.status import LIVE_PROVIDERS
 
@@ -74,6 +75,7 @@ class FleetCollector(Collector):
             "endpoint",
         )
         yield _cache_results(counts)
+        yield _redis_errors(counts)
         yield from _upstream(counts)
         yield _budget(parts.guard.status)
         yield _counter(
@@ -123,6 +125,15 @@ def _cache_results(counts: Counter[str]) -> CounterMetricFamily:
     family = CounterMetricFamily("quantpulse_cache_results", "Cache lookups by result.", labels=["result"])
     for result, name in _CACHE_RESULTS.items():
         family.add_metric([result], counts[name])
+    return family
+
+
+def _redis_errors(counts: Counter[str]) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "quantpulse_redis_errors", "Failed Redis commands by kind (answers still served).", labels=["kind"]
+    )
+    for kind in ERROR_KINDS:
+        family.add_metric([kind], counts[counters.redis_errors_counter(kind)])
     return family
 
 
