@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
+import fakeredis
 import pytest
 import requests
 import responses
 
+from quantpulse.cache.store import BACKEND_REDIS, Store
 from quantpulse.errors import FailureKind, ProviderError
 from quantpulse.providers.finnhub import Finnhub
 from quantpulse.providers.twelvedata import TwelveData
@@ -27,6 +29,18 @@ FH_KEY = "fh-key"
 
 # Fri 2025-06-13 16:00 IST: the recorded trading day, half an hour after the close.
 FROZEN_NOW = datetime(2025, 6, 13, 10, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def server() -> fakeredis.FakeServer:
+    """One fake Redis server; clients on it stand in for processes sharing one Redis."""
+    return fakeredis.FakeServer()
+
+
+@pytest.fixture
+def store(server: fakeredis.FakeServer) -> Store:
+    """A shared (Redis-like) store on ``server``."""
+    return Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS)
 
 
 @pytest.fixture

@@ -74,11 +74,6 @@ class CountingFetch:
         return result
 
 
-@pytest.fixture
-def server() -> fakeredis.FakeServer:
-    return fakeredis.FakeServer()
-
-
 def shared_store(server: fakeredis.FakeServer) -> Store:
     return Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS)
 
@@ -115,11 +110,6 @@ def dead_redis() -> Store:
 
 def counts(engine: CacheEngine) -> dict[str, int]:
     return engine._stats.snapshot()[0]
-
-
-@pytest.fixture
-def store(server) -> Store:
-    return shared_store(server)
 
 
 @pytest.fixture
