@@ -107,11 +107,16 @@ def format_status(status: dict[str, Any]) -> str:
                 for name, p in providers.items()
             ]
         ),
-        f"demo served: {chain['providers']['demo']['served']} "
-        f"({'allowed' if chain['demo_allowed'] else 'not allowed'} in this mode)",
+        f"demo served: {chain['providers']['demo']['served']} ({_demo_note(chain)})",
     ]
     lines += [f"last error, {name}: {p['last_error']}" for name, p in providers.items() if p["last_error"]]
     return "\n".join(lines)
+
+
+def _demo_note(chain: dict[str, Any]) -> str:
+    if chain["demo_only"]:
+        return "demo only: no live provider configured"
+    return f"{'allowed' if chain['demo_allowed'] else 'not allowed'} in this mode"
 
 
 def _failures(total: int, by_kind: dict[str, int]) -> str:
@@ -281,9 +286,7 @@ def check_keys(ctx: click.Context, symbol: str) -> None:
     rows: list[tuple[str, str, str]] = []
     for name in LIVE_PROVIDERS:
         if name not in chain:
-            rows.append(
-                (name, "not configured", f"not in the chain of mode {service.settings.stock_provider}")
-            )
+            rows.append((name, "not configured", why_not_configured(name, service.settings.stock_provider)))
             continue
         outcome = chain[name].quotes([instrument])[instrument]
         if isinstance(outcome, ProviderError):
@@ -294,6 +297,13 @@ def check_keys(ctx: click.Context, symbol: str) -> None:
     click.echo("\n".join(table(rows)))
     if any(verdict == KEY_VERDICTS[FailureKind.AUTH] for _, verdict, _ in rows):
         ctx.exit(1)
+
+
+def why_not_configured(provider: str, mode: str) -> str:
+    """Auto's chain and the provider's own mode take the provider once its key is set; others never."""
+    if mode in ("auto", provider):
+        return f"no {provider.upper()}_API_KEY; mode {mode} would use it"
+    return f"not in the chain of mode {mode}"
 
 
 # ---- shared -------------------------------------------------------------------------------

@@ -16,9 +16,13 @@ from quantpulse.errors import FailureKind
 from quantpulse.periods import SUPPORTED_PERIODS
 from quantpulse.service import StockService
 from quantpulse.upstream.guard import UpstreamGuard
-from quantpulse.upstream.health import STATE_DISABLED, STATE_OK
+from quantpulse.upstream.health import STATE_COOLDOWN, STATE_DISABLED, STATE_OK
 
 LIVE_PROVIDERS = {"twelvedata": "TwelveData", "finnhub": "Finnhub"}
+# Not in the chain of the configured mode (no key, or another mode): by design, not a fault.
+# ``disabled`` is kept for a configured key the provider rejected.
+STATE_NOT_CONFIGURED = "not_configured"
+PROVIDER_STATES = (STATE_OK, STATE_COOLDOWN, STATE_DISABLED, STATE_NOT_CONFIGURED)
 ENDPOINTS = {
     "quote": "/stock/{symbol}",
     "historical": "/stock/{symbol}/historical?period=1mo",
@@ -34,16 +38,17 @@ ENDPOINTS = {
 def service_status(
     service: StockService, guard: UpstreamGuard, *, store_problem: str | None
 ) -> dict[str, Any]:
-    configured = {provider.name for provider in service.chain.providers}
-    health = {name: guard.status(name) for name in LIVE_PROVIDERS}
-    usable = {name for name in configured if health[name]["state"] == STATE_OK}
+    """The status body: ``operational`` needs the store and a usable live provider, or demo by design."""
+    health = provider_health(service, guard)
+    usable = {name for name, status in health.items() if status["state"] == STATE_OK}
+    healthy = store_problem is None and (bool(usable) or demo_only(service))
     counts, last_errors, shared = service.stats.snapshot()
     return {
         "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "status": {
             "service": "StockService",
-            "status": "operational" if store_problem is None and usable else "degraded",
-            "provider_status": _provider_status(service, configured, usable, health, counts, last_errors),
+            "status": "operational" if healthy else "degraded",
+            "provider_status": _provider_status(service, usable, health, counts, last_errors),
             "cache_stats": _cache_stats(service, counts, shared, store_problem),
             "supported_periods": list(SUPPORTED_PERIODS),
         },
@@ -51,9 +56,26 @@ def service_status(
     }
 
 
+def provider_health(service: StockService, guard: UpstreamGuard) -> dict[str, dict[str, Any]]:
+    """Each live provider's ``state``, ``cooldown_until`` and ``budget``, as status and metrics show them.
+
+    A provider outside the mode's chain is ``not_configured``, whatever the store remembers of
+    an earlier configuration.
+    """
+    configured = {provider.name for provider in service.chain.providers}
+    unconfigured = {"state": STATE_NOT_CONFIGURED, "cooldown_until": None}
+    return {
+        name: guard.status(name) | ({} if name in configured else unconfigured) for name in LIVE_PROVIDERS
+    }
+
+
+def demo_only(service: StockService) -> bool:
+    """Demo by design: no live provider configured at all, in a mode that allows demo data."""
+    return service.chain.allow_demo and not service.chain.providers
+
+
 def _provider_status(
     service: StockService,
-    configured: set[str],
     usable: set[str],
     health: dict[str, dict[str, Any]],
     counts: Counter[str],
@@ -61,8 +83,8 @@ def _provider_status(
 ) -> dict[str, Any]:
     providers: dict[str, Any] = {
         name: {
-            "configured": name in configured,
-            "state": health[name]["state"] if name in configured else STATE_DISABLED,
+            "configured": health[name]["state"] != STATE_NOT_CONFIGURED,
+            "state": health[name]["state"],
             "cooldown_until": _iso(health[name]["cooldown_until"]),
             "budget": health[name]["budget"],
             "calls": counts[counters.calls_counter(name)],
@@ -82,6 +104,7 @@ def _provider_status(
         "fallback_available": fallback in usable,
         "primary_provider": LIVE_PROVIDERS[primary],
         "fallback_provider": LIVE_PROVIDERS[fallback],
+        "demo_only": demo_only(service),
         "demo_allowed": service.chain.allow_demo,
         "providers": providers,
     }

@@ -24,7 +24,7 @@ from quantpulse.cache import stats as counters
 from quantpulse.cache.stats import Stats
 from quantpulse.cache.store import ERROR_KINDS
 from quantpulse.errors import FailureKind
-from quantpulse.status import LIVE_PROVIDERS
+from quantpulse.status import LIVE_PROVIDERS, PROVIDER_STATES, demo_only, provider_health
 
 blp = Blueprint("metrics", __name__)
 
@@ -65,6 +65,7 @@ class FleetCollector(Collector):
     def collect(self) -> Iterator[Any]:
         parts = components()
         counts, _, _ = parts.service.stats.snapshot()
+        health = provider_health(parts.service, parts.guard)
         yield _requests(counts)
         yield _histogram(
             "quantpulse_request_duration_seconds",
@@ -77,7 +78,13 @@ class FleetCollector(Collector):
         yield _cache_results(counts)
         yield _redis_errors(counts)
         yield from _upstream(counts)
-        yield _budget(parts.guard.status)
+        yield _budget(health)
+        yield _provider_states(health)
+        yield GaugeMetricFamily(
+            "quantpulse_demo_only",
+            "1 when no live provider is configured at all: demo data by design, not a fault.",
+            value=int(demo_only(parts.service)),
+        )
         yield _counter(
             "quantpulse_lock_takeovers_total",
             "Fill locks taken over from a dead owner.",
@@ -160,14 +167,27 @@ def _upstream(counts: Counter[str]) -> Iterator[Any]:
     )
 
 
-def _budget(status_of: Any) -> GaugeMetricFamily:
+def _budget(health: dict[str, dict[str, Any]]) -> GaugeMetricFamily:
     family = GaugeMetricFamily(
         "quantpulse_budget_left", "Credits left in the current window.", labels=["provider", "window"]
     )
-    for provider in LIVE_PROVIDERS:
-        for window, left in (status_of(provider)["budget"] or {}).items():
+    for provider, status in health.items():
+        for window, left in (status["budget"] or {}).items():
             if left is not None:
                 family.add_metric([provider, window.removesuffix("_left")], left)
+    return family
+
+
+def _provider_states(health: dict[str, dict[str, Any]]) -> GaugeMetricFamily:
+    """One series per provider and state, 1 for the state it is in (as the status route says)."""
+    family = GaugeMetricFamily(
+        "quantpulse_provider_state",
+        "Live provider state: ok, cooldown, disabled (key rejected) or not_configured.",
+        labels=["provider", "state"],
+    )
+    for provider, status in health.items():
+        for state in PROVIDER_STATES:
+            family.add_metric([provider, state], int(status["state"] == state))
     return family
 
 
