@@ -38,11 +38,13 @@ def create_app(settings: Settings | None = None, *, stores: Stores | None = None
     app.json.sort_keys = False  # type: ignore[attr-defined]
     stores = stores or connect_stores(settings)
     app.extensions[EXTENSION] = build_components(settings, stores)
+    # after_request hooks run in reverse order: the request log and metrics come first so they
+    # run last and record the response the client gets (a CORS preflight's 204, not Flask's 200).
+    register_request_log(app)
+    register_request_metrics(app, app.extensions[EXTENSION].service.stats)
     register_blueprints(app)
     register_error_handlers(app)
     register_request_hygiene(app)
-    register_request_log(app)
-    register_request_metrics(app, app.extensions[EXTENSION].service.stats)
     register_cors(app, settings)
     register_client_limits(app, settings, stores)
     register_cli(app)

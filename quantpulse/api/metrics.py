@@ -56,7 +56,8 @@ def register_request_metrics(app: Flask, stats: Stats) -> None:
 def metrics() -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector())
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: the constant already names its charset, which mimetype would repeat.
+    return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
 
 
 class FleetCollector(Collector):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
+from prometheus_client import CONTENT_TYPE_LATEST
+
 from tests.conftest import TD_KEY
 
 
@@ -98,3 +100,21 @@ def test_log_lines_are_json_with_the_request_fields():
 
     assert line["request_id"] == "abc" and line["status"] == 200 and line["level"] == "INFO"
     assert TD_KEY not in json.dumps(line)
+
+
+def test_metrics_name_their_charset_once(client):
+    response = client.get("/metrics")
+
+    assert response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert response.headers["Content-Type"].count("charset") == 1
+
+
+def test_a_cors_preflight_is_logged_and_counted_with_the_status_the_client_got(client, caplog):
+    preflight = {"Origin": "http://localhost:3000", "Access-Control-Request-Method": "GET"}
+    with caplog.at_level(logging.INFO, logger="quantpulse.access"):
+        response = client.options("/stock/TCS", headers=preflight)
+
+    (record,) = [r for r in caplog.records if r.name == "quantpulse.access"]
+    assert response.status_code == 204
+    assert record.fields["status"] == 204 and record.getMessage() == "OPTIONS /stock/TCS 204"
+    assert 'status="204"' in client.get("/metrics").get_data(as_text=True)
