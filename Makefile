@@ -1,17 +1,16 @@
 # The one entry point: make run | test | lint | compose-check | bench
 PYTHON ?= python3
 VENV ?= .venv
-PORT ?= 8000
 BIN := $(VENV)/bin
 COMPOSE_VENV ?= .compose-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint unit bench faults compose-check test-servers wrk clean
 
-## run: serve on $PORT (default 8000), reading .env if present. No Redis and no keys needed.
+## run: serve on $PORT (default 8000). No Redis and no keys needed. .env, if present, fills in
+## only what the environment leaves unset (gunicorn.conf.py and wsgi.py read it): PORT=8766 make run wins.
 run: $(BIN)/.runtime-installed
-	set -a; [ ! -f .env ] || . ./.env; set +a; \
-	PORT=$${PORT:-$(PORT)} exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
+	exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 ## test: install everything the tests need (incl. Debian's redis-server), lint, validate compose, run pytest.
 test: $(BIN)/.dev-installed test-servers lint compose-check

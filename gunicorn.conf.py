@@ -2,9 +2,15 @@
 
 Threads let a worker keep answering while some of its requests wait on an upstream fill.
 The app is built after the fork (no preload), so every worker opens its own Redis pool.
+``.env`` in the working directory is read first, as ``wsgi.py`` reads it, and the real
+environment wins over it: ``PORT=8766 make run`` listens on 8766 whatever the file says.
 """
 
 import os
+
+from dotenv import load_dotenv
+
+load_dotenv(".env", override=False)
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
