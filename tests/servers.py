@@ -114,9 +114,11 @@ class RedisServer:
     Redis does (``rediss://``).
     """
 
-    def __init__(self, *, tls: bool = False) -> None:
+    def __init__(self, *, tls: bool = False, options: Mapping[str, str] | None = None) -> None:
+        """``options`` are redis-server settings, e.g. a managed plan's ``maxclients``."""
         self.port = free_port()
         self.tls = tls
+        self._options = dict(options or {})
         self.url = f"{'rediss' if tls else 'redis'}://127.0.0.1:{self.port}/0"
         self._process: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.TemporaryDirectory()
@@ -130,6 +132,7 @@ class RedisServer:
             raise RuntimeError("redis-server is not installed; `make test` installs it")
         command = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self._dir.name]
         command += self._tls_arguments() if self.tls else ["--port", str(self.port)]
+        command += [arg for name, value in self._options.items() for arg in (f"--{name}", value)]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_until(self._answers, timeout=10, what="redis-server")
         return self
@@ -168,6 +171,11 @@ class RedisServer:
         """``redis-cli`` against this server, as an operator would run it."""
         command = ["redis-cli", "-p", str(self.port), *(["--tls", "--insecure"] if self.tls else []), *args]
         return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+    def info(self, section: str) -> dict[str, str]:
+        """One ``INFO`` section as a dict, e.g. ``info("clients")["connected_clients"]``."""
+        lines = self.cli("INFO", section).splitlines()
+        return dict(line.split(":", 1) for line in lines if ":" in line and not line.startswith("#"))
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -7,13 +7,16 @@ cannot pick its own identity). Health checks and CORS preflights are never limit
 
 from __future__ import annotations
 
+import logging
+
+import redis
 from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from quantpulse.cache.entry import NAMESPACE
-from quantpulse.cache.store import BACKEND_REDIS, Stores
+from quantpulse.cache.store import BACKEND_REDIS, RedisTrouble, Stores
 from quantpulse.config import Settings
 
 
@@ -26,6 +29,7 @@ def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Li
     if not settings.rate_limit:
         return None
     shared = stores.backend == BACKEND_REDIS and settings.redis_url
+    _count_swallowed_errors(logging.getLogger("flask-limiter"), stores.trouble)
     pool = {"connection_pool": stores.primary.client.connection_pool} if shared else {}
     return Limiter(
         get_remote_address,
@@ -43,6 +47,29 @@ def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Li
         swallow_errors=True,
         in_memory_fallback_enabled=True,
     )
+
+
+class _SwallowedStoreErrors(logging.Filter):
+    """Flask-Limiter logs every Redis error it swallows, with a traceback, once per request.
+    They are Redis trouble like any other: counted by kind and logged once per episode."""
+
+    def __init__(self, trouble: RedisTrouble) -> None:
+        super().__init__()
+        self._trouble = trouble
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, redis.RedisError):
+            self._trouble.record(error)
+            return False
+        return True
+
+
+def _count_swallowed_errors(logger: logging.Logger, trouble: RedisTrouble) -> None:
+    """One filter per process: an app built again (tests, the CLI) replaces the previous one."""
+    for old in [f for f in logger.filters if isinstance(f, _SwallowedStoreErrors)]:
+        logger.removeFilter(old)
+    logger.addFilter(_SwallowedStoreErrors(trouble))
 
 
 def _exempt() -> bool:

@@ -201,14 +201,15 @@ class Stores:
     def failed(self, store: Store, error: redis.RedisError) -> Store:
         """Record ``error`` on ``store`` and return where this request carries on.
 
-        Only a store that is unreachable sends the whole worker to the fallback. A full pool or
-        a refused write (OOM) affects just this request: it is served as if the store were down.
-        Re-raised when there is nowhere else to go.
+        Only a store that is unreachable sends the whole worker to the fallback. A full pool, a
+        refused new connection (``maxclients``) or a refused write (OOM) affects just this
+        request, which is served as if the store were down: the worker's other connections
+        still work. Re-raised when there is nowhere else to go.
         """
         kind = self.trouble.record(error)
         if store is not self.primary or self._fallback is None:
             raise error
-        if not isinstance(error, PoolExhausted) and kind != OOM:
+        if not isinstance(error, PoolExhausted) and kind in (CONNECTION, TIMEOUT):
             with self._lock:
                 if not self._down:
                     log.warning("shared store unreachable (%s); using the in-process fallback", error)
@@ -229,7 +230,7 @@ class Stores:
             return False
         with self._lock:
             self._down = False
-        log.warning("shared store answers again; back from the in-process fallback")
+        log.info("shared store answers again; back from the in-process fallback")
         return True
 
     def problem(self) -> str | None:

@@ -274,8 +274,16 @@ def test_redis_errors_are_sorted_into_the_kinds_operators_see(error, kind):
     assert error_kind(error) == kind
 
 
-@pytest.mark.parametrize("error", [PoolExhausted("busy"), redis.OutOfMemoryError("OOM")])
-def test_a_full_pool_or_a_refused_write_does_not_switch_the_worker_to_its_fallback(server, error):
+@pytest.mark.parametrize(
+    "error",
+    [
+        PoolExhausted("busy"),
+        redis.OutOfMemoryError("OOM"),
+        redis.ConnectionError("max number of clients reached"),
+    ],
+    ids=["full-pool", "oom", "maxclients"],
+)
+def test_a_full_pool_or_a_refusal_does_not_switch_the_worker_to_its_fallback(server, error):
     shared = shared_store(server)
     stores = Stores(shared, fallback=embedded_store(10))
 
