@@ -24,6 +24,21 @@ keepalive = 5
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# gunicorn's own lines (boot, workers, signals) in the app's JSON format, on the same stream.
+# Resolving the formatter imports the quantpulse package in the master.
+logconfig_dict = {
+    "formatters": {"json": {"()": "quantpulse.logs.JsonFormatter"}},
+    "handlers": {
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
+        "discard": {"class": "logging.NullHandler"},
+    },
+    "root": {"level": loglevel.upper(), "handlers": ["stderr"]},
+    "loggers": {
+        "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False},
+        # A logging config switches gunicorn's access log on; it stays off, as accesslog says.
+        "gunicorn.access": {"handlers": ["discard"], "propagate": False},
+    },
+}
 # gunicorn answers an over-long request line with an HTML 414 before the app sees it; allow its
 # maximum so a silly symbol reaches the app and gets a JSON 400 instead.
 limit_request_line = 8190

@@ -19,10 +19,10 @@ from quantpulse.api.docs import QuantPulseApi, openapi_settings, register_docs_a
 from quantpulse.api.metrics import register_request_metrics
 from quantpulse.bootstrap import build_components
 from quantpulse.cache.store import Stores, connect_stores
-from quantpulse.cli import register_cli
+from quantpulse.cli import loading_for_flask_cli, register_cli
 from quantpulse.config import Settings
 from quantpulse.errors import register_error_handlers
-from quantpulse.logs import configure_logging, redact_secrets, register_request_log
+from quantpulse.logs import configure_logging, log_level_at_least, redact_secrets, register_request_log
 
 __all__ = ["create_app"]
 
@@ -30,13 +30,21 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None, *, stores: Stores | None = None) -> Flask:
+    """The app, built once per process (gunicorn worker, flask CLI, test) from settings and stores."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
     redact_secrets(settings.secrets())
+    # For the flask CLI (any command, --help included) the start-up lines are about serving and
+    # would clutter the command's stderr: only errors show while the app is built.
+    with log_level_at_least(logging.ERROR if loading_for_flask_cli() else logging.NOTSET):
+        return build_app(settings, stores or connect_stores(settings))
+
+
+def build_app(settings: Settings, stores: Stores) -> Flask:
+    """Collaborators built once by ``bootstrap``, then the HTTP layer registered around them."""
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, **openapi_settings())
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    stores = stores or connect_stores(settings)
     app.extensions[EXTENSION] = build_components(settings, stores)
     # after_request hooks run in reverse order: the request log and metrics come first so they
     # run last and record the response the client gets (a CORS preflight's 204, not Flask's 200).

@@ -8,6 +8,7 @@ Without it the store is embedded in this process, and a command sees only its ow
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from quantpulse.api import Components, components
 from quantpulse.cache.entry import HIT, STALE
 from quantpulse.cache.store import BACKEND_EMBEDDED
 from quantpulse.errors import FailureKind, InvalidSymbol, ProviderError, ProvidersExhausted, QuantPulseError
-from quantpulse.logs import redact
+from quantpulse.logs import log_level_at_least, redact
 from quantpulse.models import Quote
 from quantpulse.periods import PERIODS, SUPPORTED_PERIODS
 from quantpulse.service import DEMO_SOURCE, MAX_BATCH_INSTRUMENTS, Answer, BatchResult, StockService
@@ -40,11 +41,16 @@ KEY_VERDICTS = {
 
 
 class _Commands(AppGroup):
-    """Commands run in the app context; a store that does not answer is one line, not a traceback."""
+    """Commands run in the app context; a store that does not answer is one line, not a traceback.
+
+    Results go to stdout; stderr carries only what is wrong (warnings and errors), the command's
+    own notes and progress bars.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with log_level_at_least(logging.WARNING):
+                return super().invoke(ctx)
         except redis.RedisError as error:
             raise click.ClickException(f"The store did not answer: {redact(str(error))}") from None
 
@@ -55,6 +61,11 @@ cli = _Commands("quantpulse", help="Operate the QuantPulse cache and upstream pr
 def register_cli(app: Flask) -> None:
     """Add the ``quantpulse`` command group to ``flask``."""
     app.cli.add_command(cli)
+
+
+def loading_for_flask_cli() -> bool:
+    """True while the ``flask`` command loads the app: it does so inside its click context."""
+    return click.get_current_context(silent=True) is not None
 
 
 # ---- stats --------------------------------------------------------------------------------

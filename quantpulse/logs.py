@@ -13,7 +13,8 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -82,6 +83,18 @@ def configure_logging(level: str) -> None:
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(level)
+
+
+@contextmanager
+def log_level_at_least(level: int) -> Iterator[None]:
+    """Hold back lines below ``level`` for the block (the CLI's quiet stderr), then restore."""
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(max(previous, level))
+    try:
+        yield
+    finally:
+        root.setLevel(previous)
 
 
 class JsonFormatter(logging.Formatter):

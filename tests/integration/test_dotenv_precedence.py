@@ -73,6 +73,22 @@ def test_the_cli_reads_dotenv_the_same_way(workdir: Path) -> None:
     assert "python-dotenv" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args", [("--help",), ("quantpulse", "--help"), ("quantpulse", "check-keys")], ids=" ".join
+)
+def test_the_cli_is_quiet_on_stderr_when_nothing_is_wrong(workdir: Path, args: tuple[str, ...]) -> None:
+    result = run(flask(*args), workdir)
+
+    assert result.stderr == ""
+
+
+def test_the_cli_stderr_has_notes_but_no_log_lines(workdir: Path) -> None:
+    result = run(flask("quantpulse", "stats"), workdir)
+
+    assert result.stderr.startswith("Note: REDIS_URL is unset")
+    assert not [line for line in result.stderr.splitlines() if line.startswith("{")]
+
+
 @pytest.fixture
 def make_run(workdir: Path) -> Iterator[tuple[int, Path]]:
     """``make run`` in a directory holding the repository's entry points and its own ``.env``.
@@ -105,9 +121,12 @@ def make_run(workdir: Path) -> Iterator[tuple[int, Path]]:
 
 @pytest.mark.slow
 def test_make_run_listens_on_the_environments_port_and_reads_the_rest_of_dotenv(make_run) -> None:
-    port, _ = make_run
+    port, stderr = make_run
 
     status = requests.get(f"http://127.0.0.1:{port}/stock/service/status", timeout=5).json()["status"]
 
     assert status["provider_status"]["mode"] == "demo", "STOCK_PROVIDER from .env"
     assert status["status"] == "operational"
+    lines = [json.loads(line) for line in stderr.read_text().splitlines()]
+    gunicorn = [line["message"] for line in lines if line["logger"].startswith("gunicorn")]
+    assert f"Listening at: http://0.0.0.0:{port}" in " ".join(gunicorn), "gunicorn's lines are JSON too"
