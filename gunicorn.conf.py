@@ -12,18 +12,24 @@ from dotenv import load_dotenv
 
 load_dotenv(".env", override=False)
 
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+
+def setting(name: str, default: str) -> str:
+    """A variable's value; blank counts as unset, as everywhere in QuantPulse (compose passes blanks)."""
+    return os.environ.get(name) or default
+
+
+bind = f"0.0.0.0:{setting('PORT', '8000')}"
+workers = int(setting("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+threads = int(setting("GUNICORN_THREADS", "4"))
+timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
 # The app writes one JSON line per request (quantpulse.access); gunicorn's own access log would
 # only repeat it in another format.
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+loglevel = setting("LOG_LEVEL", "info").lower()
 # gunicorn's own lines (boot, workers, signals) in the app's JSON format, on the same stream.
 # Resolving the formatter imports the quantpulse package in the master.
 logconfig_dict = {
