@@ -1,4 +1,4 @@
-"""Finnhub adapter against the recorded bodies (provider-fixtures README, quirks F1–F8)."""
+"""Finnhub adapter against the recorded bodies (tests/fixtures/providers/README.md, quirks F1–F8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Twelve Data adapter against the recorded bodies (provider-fixtures README, quirks T1–T11)."""
+"""Twelve Data adapter against the recorded bodies (tests/fixtures/providers/README.md, quirks T1–T11)."""
 
 from __future__ import annotations
 
