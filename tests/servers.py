@@ -14,9 +14,13 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -27,6 +31,28 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    seconds: float
+
+
+def fire(urls: list[str], count: int) -> list[Answer]:
+    """``count`` requests released together, spread round-robin over ``urls``."""
+    start = threading.Barrier(count)
+
+    def one(index: int) -> Answer:
+        url = urls[index % len(urls)]
+        start.wait()
+        began = time.monotonic()
+        response = requests.get(url, timeout=30)
+        return Answer(response.status_code, response.json(), time.monotonic() - began)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
 
 
 def wait_until(check, *, timeout: float, what: str) -> None:

@@ -59,7 +59,11 @@ CACHE_RECORDS = (*ENTRY_KINDS, "missing", "fail", "lock")
 _DELETE_CHUNK = 1000
 _EVICTABLE = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in (*ENTRY_KINDS, "missing", "fail"))
 _EVICTION_TRIES = 8
-UNSUBSCRIBED_POLL = 0.05  # seconds between re-reads while fill pushes cannot be received
+# Seconds between re-reads of the store while waiting for a fill: pushes wake waiters at once;
+# the re-read is the safety net for a push lost on a connection that died without a word, and
+# is frequent while the listener is (re)subscribing, when pushes are sure to be missed.
+SUBSCRIBED_POLL = 0.5
+UNSUBSCRIBED_POLL = 0.05
 
 Outcome = Served[Any] | QuantPulseError
 FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Entry[Any] | QuantPulseError]]
@@ -329,14 +333,15 @@ class CacheEngine:
     ) -> dict[CacheKey, Outcome]:
         """Wait until a fill lands (woken by push), the holder's lock lapses, or the deadline.
 
-        While the listener is not subscribed (the store just came back) a push could be missed,
-        so the store is re-read every ``UNSUBSCRIBED_POLL`` instead of sleeping to the lock's end.
+        A push can be missed (the listener is resubscribing after an outage, or its connection
+        died silently), so the store is also re-read now and then: never sleep to the lock's end.
         """
         until = min(time.monotonic() + holder_left + 0.05, deadline)
         with self._notifier.waiting_for([key.redis_key for key in keys]) as filled:
             settled = _settled(self._read(store, keys))
             while len(settled) < len(keys) and (left := until - time.monotonic()) > 0:
-                filled.wait(left if self._notifier.subscribed else min(left, UNSUBSCRIBED_POLL))
+                poll = SUBSCRIBED_POLL if self._notifier.subscribed else UNSUBSCRIBED_POLL
+                filled.wait(min(left, poll))
                 filled.clear()
                 rest = [key for key in keys if key not in settled]
                 settled.update(_settled(self._read(store, rest)))

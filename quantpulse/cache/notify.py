@@ -18,6 +18,8 @@ from contextlib import contextmanager
 
 import redis
 
+from quantpulse.cache.store import retry_idempotent
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 0.5  # seconds between resubscribe attempts while the store is away
@@ -51,9 +53,14 @@ class FillNotifier:
                         del self._waiters[key]
 
     def publish(self, client: redis.Redis, keys: list[str]) -> None:
-        """Tell every process (this one directly, in case the store is not the shared one)."""
+        """Tell every process (this one directly, in case the store is not the shared one).
+
+        A duplicate push only wakes waiters twice, so a broken connection is retried: a lost
+        push would hold every waiter of the fleet until the lock lapsed.
+        """
         self._wake(keys)
-        client.publish(self._channel, json.dumps(keys))
+        message = json.dumps(keys)
+        retry_idempotent(lambda: client.publish(self._channel, message))
 
     def _wake(self, keys: Iterable[str]) -> None:
         with self._guard:

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import fakeredis
 import redis
 from redis.backoff import NoBackoff
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
 from quantpulse.config import Settings
@@ -126,6 +127,10 @@ def connect_redis(settings: Settings) -> Store:
         # redis-py would retry 10 times with backoff; retries are ours (idempotent commands
         # only, see ``retry_idempotent``), so a request never waits on a dead store for long.
         "retry": Retry(NoBackoff(), 0),
+        # redis-py skips its check for dead pooled connections (after a restart or failover)
+        # while maintenance notifications (a Redis Cloud feature) are "auto"; the platforms we
+        # target send none, and the check is what saves a command from a dead connection.
+        "maint_notifications_config": MaintNotificationsConfig(enabled=False),
         **tls,
     }
     commands = redis.BlockingConnectionPool.from_url(
@@ -180,6 +185,7 @@ class Stores:
         self._probe_interval = probe_interval
         self._clock = clock
         self._lock = threading.Lock()
+        self._probing = threading.Lock()
         self._down = False
         self._next_probe = 0.0
 
@@ -218,20 +224,31 @@ class Stores:
         return self._fallback
 
     def _probe(self) -> bool:
-        """At most one PING per interval per worker; True (and back to normal) once it answers."""
-        with self._lock:
-            if not self._down or self._clock() < self._next_probe:
+        """At most one PING per interval per worker; True (and back to normal) once it answers.
+
+        Requests that arrive while a probe is under way wait for its verdict (bounded by the
+        socket timeout) instead of filling on the fallback beside a store that is back.
+        """
+        if not self._probe_due():
+            return not self._down
+        with self._probing:
+            if not self._probe_due():
                 return not self._down
-            self._next_probe = self._clock() + self._probe_interval
-        try:
-            self.primary.client.ping()
-        except redis.RedisError as error:
-            self.trouble.record(error)
-            return False
-        with self._lock:
-            self._down = False
+            try:
+                self.primary.client.ping()
+            except redis.RedisError as error:
+                self.trouble.record(error)
+                with self._lock:
+                    self._next_probe = self._clock() + self._probe_interval
+                return False
+            with self._lock:
+                self._down = False
         log.info("shared store answers again; back from the in-process fallback")
         return True
+
+    def _probe_due(self) -> bool:
+        with self._lock:
+            return self._down and self._clock() >= self._next_probe
 
     def problem(self) -> str | None:
         """Why the shared store cannot be used right now, or None when it answers a PING."""

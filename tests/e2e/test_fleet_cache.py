@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -22,35 +21,13 @@ import requests
 
 from tests.conftest import FH_KEY, TD_KEY
 from tests.fakes.provider_server import FakeProviderServer
-from tests.servers import Gunicorn, RedisServer, wait_until
+from tests.servers import Gunicorn, RedisServer, fire, wait_until
 
 pytestmark = pytest.mark.slow
 
 UPSTREAM_LATENCY = 0.3
 PROVIDER_TIMEOUT = 3
 LOCK_TTL = 2
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: dict[str, Any]
-    seconds: float
-
-
-def fire(urls: list[str], count: int) -> list[Answer]:
-    """``count`` requests released together, spread round-robin over ``urls``."""
-    start = threading.Barrier(count)
-
-    def one(index: int) -> Answer:
-        url = urls[index % len(urls)]
-        start.wait()
-        began = time.monotonic()
-        response = requests.get(url, timeout=30)
-        return Answer(response.status_code, response.json(), time.monotonic() - began)
-
-    with ThreadPoolExecutor(count) as pool:
-        return list(pool.map(one, range(count)))
 
 
 @pytest.fixture

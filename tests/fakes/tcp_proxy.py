@@ -39,7 +39,10 @@ class ResettingProxy:
             sockets, self._open = self._open, set()
         for sock in sockets:
             with contextlib.suppress(OSError):
+                # Linger 0 makes close() send a reset; shutting down the reading side first wakes
+                # the pump thread blocked in recv(), which would otherwise keep the socket alive.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RD)
                 sock.close()
         return len(sockets)
 
