@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 COMPOSE_VENV ?= .compose-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint unit bench faults compose-check test-servers wrk clean
+.PHONY: run test lint unit bench faults redis-plans compose-check test-servers wrk clean
 
 ## run: serve on $PORT (default 8000). No Redis and no keys needed. .env, if present, fills in
 ## only what the environment leaves unset (gunicorn.conf.py and wsgi.py read it): PORT=8766 make run wins.
@@ -26,6 +26,10 @@ lint: $(BIN)/.dev-installed
 ## bench: benchmarks with ratios against baselines measured in the same run (bench/results/latest.md).
 bench: $(BIN)/.dev-installed test-servers wrk
 	$(BIN)/python -m bench.run
+
+## redis-plans: connections and memory on a Heroku-mini-like redis-server (bench/results/redis-plans.md).
+redis-plans: $(BIN)/.dev-installed test-servers
+	$(BIN)/python -m bench.redis_plans
 
 ## faults: the fault suite under load (bench/results/faults.md).
 faults: $(BIN)/.dev-installed test-servers

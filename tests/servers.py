@@ -16,12 +16,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,6 +55,46 @@ def fire(urls: list[str], count: int) -> list[Answer]:
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(one, range(count)))
+
+
+def mixed_load(
+    instances: Sequence[Gunicorn], paths: Sequence[str], total: int, concurrency: int
+) -> Counter[int]:
+    """``total`` GETs of ``paths`` (in turn) spread over ``instances``; the statuses answered."""
+
+    def one(index: int) -> int:
+        url = instances[index % len(instances)].url + paths[index % len(paths)]
+        return requests.get(url, timeout=30).status_code
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return Counter(pool.map(one, range(total)))
+
+
+class PeakClients:
+    """Samples a Redis server's ``connected_clients`` in the background; ``peak`` is the highest.
+
+    ``client`` should be a connection opened before the load, so it is never refused itself
+    (it counts in the peak).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.peak = 0
+        self._client = client
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakClients:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, int(self._client.info("clients")["connected_clients"]))
+            time.sleep(0.02)
 
 
 def wait_until(check, *, timeout: float, what: str) -> None:

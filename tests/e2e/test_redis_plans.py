@@ -14,7 +14,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -24,7 +23,7 @@ import requests
 from tests.conftest import FH_KEY, TD_KEY
 from tests.fakes.provider_server import FakeProviderServer
 from tests.fakes.tcp_proxy import ResettingProxy
-from tests.servers import Answer, Gunicorn, RedisServer, fire, wait_until
+from tests.servers import Answer, Gunicorn, PeakClients, RedisServer, fire, mixed_load, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -60,38 +59,10 @@ def fleet_env(upstream: FakeProviderServer, redis_url: str, **extra: str) -> dic
     return {**upstream.service_env(), "REDIS_URL": redis_url, "PROVIDER_TIMEOUT": "3", **extra}
 
 
-class PeakClients:
-    """Samples ``connected_clients`` in the background; ``peak`` is the highest seen."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self.peak = 0
-        self._client = client
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def __enter__(self) -> PeakClients:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, int(self._client.info("clients")["connected_clients"]))
-            time.sleep(0.02)
-
-
-def mixed_load(instances: tuple[Gunicorn, ...], requests_total: int, concurrency: int) -> Counter[int]:
+def load(instances: tuple[Gunicorn, ...], total: int, concurrency: int) -> Counter[int]:
     """Quotes, profiles and histories of 41 instruments, spread over the instances."""
-
-    def one(index: int) -> int:
-        path = PATHS[index % len(PATHS)].format(SYMBOLS[index % len(SYMBOLS)])
-        return requests.get(instances[index % len(instances)].url + path, timeout=30).status_code
-
-    with ThreadPoolExecutor(concurrency) as pool:
-        return Counter(pool.map(one, range(requests_total)))
+    paths = [path.format(symbol) for symbol in SYMBOLS for path in PATHS]
+    return mixed_load(instances, paths, total, concurrency)
 
 
 def cold_storms(instances: tuple[Gunicorn, ...], upstream: FakeProviderServer) -> list[int]:
@@ -116,7 +87,7 @@ def test_two_instances_fit_heroku_mini_with_two_connections_per_worker(upstream,
         Gunicorn(env, workers=4) as second,
         PeakClients(watcher) as clients,
     ):
-        statuses = mixed_load((first, second), 900, concurrency=48)
+        statuses = load((first, second), 900, concurrency=48)
         storm_costs = cold_storms((first, second), upstream)
 
     print(f"\nREDIS_MAX_CONNECTIONS=2: peak connected_clients {clients.peak} (the test's own included)")
@@ -135,7 +106,7 @@ def test_the_default_setting_over_the_plan_is_refused_without_5xx(upstream, mini
         Gunicorn(env, workers=4) as second,
         PeakClients(watcher) as clients,
     ):
-        statuses = mixed_load((first, second), 1500, concurrency=64)
+        statuses = load((first, second), 1500, concurrency=64)
         storm_costs = cold_storms((first, second), upstream)
         time.sleep(0.7)  # every worker flushes its counters at least every 0.5 s
         refused = fleet_status(first)["cache_stats"]["redis_errors"]["refused"]
@@ -154,7 +125,7 @@ def test_writes_refused_under_noeviction_oom_are_never_5xx(upstream, mini, watch
         warm = requests.get(f"{first.url}/stock/RELIANCE", timeout=10).json()
         watcher.config_set("maxmemory", "1")  # every write is now "OOM command not allowed"
 
-        statuses = mixed_load((first, second), 300, concurrency=16)
+        statuses = load((first, second), 300, concurrency=16)
         cold = requests.get(f"{second.url}/stock/TCS", timeout=10)
         cached = requests.get(f"{second.url}/stock/RELIANCE", timeout=10).json()
 
