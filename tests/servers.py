@@ -111,17 +111,20 @@ def wait_until(check, *, timeout: float, what: str) -> None:
 
 
 class Gunicorn:
-    """``gunicorn wsgi:app`` from the repository root, configured only by environment variables.
+    """``gunicorn wsgi:app`` with the repository's ``gunicorn.conf.py``, configured only by
+    environment variables.
 
-    ``app`` names another WSGI target run with the same ``gunicorn.conf.py`` (the benchmarks'
-    baseline app).
+    It runs in an empty working directory (the code comes from ``PYTHONPATH``), so a developer's
+    own ``.env`` in the repository root, which the entry points read, never leaks into a test.
+    ``app`` names another WSGI target run the same way (the benchmarks' baseline app).
     """
 
     def __init__(self, env: Mapping[str, str], *, workers: int = 2, app: str = "wsgi:app") -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-        self._env = {**base, "PORT": str(self.port), **env}
+        self._env = {**base, "PORT": str(self.port), "PYTHONPATH": str(REPO_ROOT), **env}
+        self._cwd = tempfile.TemporaryDirectory()
         self._workers = workers
         self._app = app
         self._process: subprocess.Popen[bytes] | None = None
@@ -129,9 +132,10 @@ class Gunicorn:
         self._final_output: str | None = None
 
     def __enter__(self) -> Gunicorn:
+        config = str(REPO_ROOT / "gunicorn.conf.py")
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-w", str(self._workers), self._app],
-            cwd=REPO_ROOT,
+            [sys.executable, "-m", "gunicorn", "-c", config, "-w", str(self._workers), self._app],
+            cwd=self._cwd.name,
             env=self._env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -172,6 +176,7 @@ class Gunicorn:
         if self._final_output is None:
             self._final_output = self.output()
             self._log.close()
+            self._cwd.cleanup()
 
 
 class RedisServer:
