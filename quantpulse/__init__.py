@@ -74,7 +74,7 @@ def register_request_hygiene(app: Flask) -> None:
 
     @app.before_request
     def refuse_oversize_body() -> None:
-        """Werkzeug only enforces MAX_CONTENT_LENGTH when a body is read; API.md wants 413 always."""
+        """Werkzeug only enforces MAX_CONTENT_LENGTH when a body is read; docs/api.md wants 413 always."""
         limit = app.config["MAX_CONTENT_LENGTH"]
         if request.content_length is not None and request.content_length > limit:
             raise RequestEntityTooLarge()

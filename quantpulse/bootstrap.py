@@ -114,7 +114,7 @@ def fill_wait_timeout(settings: Settings) -> float:
 
 
 def build_chain(settings: Settings, gate: UpstreamGate) -> ProviderChain:
-    """The live providers of the configured mode (API.md, "Provider order")."""
+    """The live providers of the configured mode (docs/api.md, "Providers, fallback and demo data")."""
     mode = settings.stock_provider
     common = {"timeout": settings.provider_timeout, "gate": gate}
     live: dict[str, Provider] = {}

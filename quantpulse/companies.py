@@ -1,6 +1,6 @@
 """Built-in facts about NSE large caps, so names never cost an upstream call.
 
-The service names a quote from here when its provider sent no name (API.md, ``companyName``),
+The service names a quote from here when its provider sent no name (docs/api.md, ``companyName``),
 and demo data starts from these prices and share counts. Figures are approximate (late 2025,
 post split/bonus); names are the companies' registered names in the usual "Ltd" form.
 """

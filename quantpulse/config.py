@@ -1,6 +1,6 @@
 """Settings: the only place that reads ``os.environ``.
 
-Every variable is documented in ``.env.example``; the names are fixed by ``API.md``.
+Every variable is documented in ``.env.example``; the names are fixed by ``docs/api.md``.
 """
 
 from __future__ import annotations
@@ -186,6 +186,6 @@ class _Env:
         return value
 
     def ttl(self, name: str) -> int:
-        """A type's own TTL, else ``CACHE_DEFAULT_TTL``, else the built-in default (API.md)."""
+        """A type's own TTL, else ``CACHE_DEFAULT_TTL``, else the built-in default (docs/api.md)."""
         fallback = self.integer("CACHE_DEFAULT_TTL", _DEFAULT_TTLS[name])
         return self.integer(name, fallback)

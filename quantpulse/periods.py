@@ -1,4 +1,4 @@
-"""History periods (API.md table): interval, Finnhub resolution and how far back each reaches."""
+"""History periods (docs/api.md table): interval, Finnhub resolution and how far back each reaches."""
 
 from __future__ import annotations
 

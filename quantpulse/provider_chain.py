@@ -1,6 +1,6 @@
 """Which source serves a request: live providers in order, one verdict, honest reasons.
 
-Order and modes follow API.md: ``auto`` asks Twelve Data, then Finnhub, then allows demo;
+Order and modes follow docs/api.md: ``auto`` asks Twelve Data, then Finnhub, then allows demo;
 a forced provider never falls back to demo. A not-found answer from a live provider is a
 verdict (404, nobody else asked); a plan, auth, rate-limit or transient failure is not, and
 the next provider is asked. What failed on the way is kept as the ``fallback_reason``.

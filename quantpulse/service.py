@@ -1,7 +1,7 @@
 """Quotes, history and profiles: the cache first, then the provider chain, then demo data.
 
 Demo data is produced here, after the cache, and never written under an instrument's key, so
-it can never come back later as stale real data (API.md, "data honesty").
+it can never come back later as stale real data (docs/api.md, "Providers, fallback and demo data").
 """
 
 from __future__ import annotations

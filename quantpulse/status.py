@@ -1,4 +1,4 @@
-"""The service-status document (API.md, "Status body"), assembled from the live collaborators.
+"""The service-status document (docs/api.md, "Service status"), assembled from the live collaborators.
 
 Counters come from the shared store, so every instance reports the same fleet-wide numbers;
 ``stats_scope`` says ``process`` when the store was unreachable and only local numbers show.

@@ -1,4 +1,4 @@
-"""Symbol grammar and exchange resolution (API.md, "Symbols").
+"""Symbol grammar and exchange resolution (docs/api.md, "Symbols").
 
 ``RELIANCE``, ``reliance``, ``RELIANCE.NS`` and ``RELIANCE:NSE`` name one instrument, so they
 share one cache entry. Anything outside the grammar is rejected here and never reaches a provider.

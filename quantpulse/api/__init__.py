@@ -27,7 +27,7 @@ class Components:
 
 
 class _Parser(FlaskParser):
-    """webargs answers invalid input with 422; API.md says 400."""
+    """webargs answers invalid input with 422; docs/api.md says 400."""
 
     DEFAULT_VALIDATION_STATUS = 400
 

@@ -24,7 +24,7 @@ class ErrorDetailSchema(Schema):
 
 
 class ErrorSchema(Schema):
-    """The one error envelope (API.md, "Errors")."""
+    """The one error envelope (docs/api.md, "Errors")."""
 
     detail = fields.Nested(ErrorDetailSchema, required=True)
 

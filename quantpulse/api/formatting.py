@@ -1,4 +1,4 @@
-"""Human-readable amounts the front end shows as they are (API.md quote and profile bodies)."""
+"""Human-readable amounts the front end shows as they are (docs/api.md quote and profile bodies)."""
 
 from __future__ import annotations
 

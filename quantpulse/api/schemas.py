@@ -19,7 +19,7 @@ from quantpulse.service import DEMO_SOURCE
 from quantpulse.symbols import ParsedSymbol, parse_symbol
 
 CENT = Decimal("0.01")
-# API.md's symbol grammar as a JSON Schema pattern, for the docs (parse_symbol is the authority).
+# docs/api.md's symbol grammar as a JSON Schema pattern, for the docs (parse_symbol is the authority).
 SYMBOL_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9&.\-]{0,19}(\.(NS|BO|ns|bo)|:(NSE|BSE|nse|bse))?\s*$"
 # OpenAPI types of computed fields (apispec cannot infer them from a function).
 BOOLEAN = {"type": "boolean"}
@@ -36,7 +36,7 @@ class Money(fields.Float):
 
 
 class UtcTimestamp(fields.String):
-    """ISO 8601 in UTC with a ``Z``, to the second, as API.md shows."""
+    """ISO 8601 in UTC with a ``Z``, to the second, as docs/api.md shows."""
 
     def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
         if value is None:
@@ -48,7 +48,7 @@ class UtcTimestamp(fields.String):
 
 
 class Symbol(fields.String):
-    """A symbol in API.md's grammar, loaded as a ParsedSymbol.
+    """A symbol in docs/api.md's grammar, loaded as a ParsedSymbol.
 
     A bad one raises InvalidSymbol rather than a ValidationError, so the 400 keeps its hint.
     """
@@ -218,7 +218,7 @@ class ReadySchema(Schema):
 
 
 class StatusSchema(Schema):
-    """The status document (API.md, "Status body"); its nested counters are documented there."""
+    """The status document (docs/api.md, "Service status"); its nested counters are documented there."""
 
     timestamp = fields.String()
     status = fields.Dict()

@@ -39,7 +39,7 @@ FALLBACK_MAX_ENTRIES = 1000
 PROBE_INTERVAL = 0.25  # seconds between two checks of a shared store that failed
 EPISODE_QUIET = 30.0  # seconds without an error of a kind before the next one is a new episode
 
-# The kinds of Redis trouble operators see (API.md, "Running on real Redis plans").
+# The kinds of Redis trouble operators see (docs/redis-plans.md).
 REFUSED, OOM, TIMEOUT, CONNECTION = "refused", "oom", "timeout", "connection"
 ERROR_KINDS = (REFUSED, OOM, TIMEOUT, CONNECTION)
 

@@ -148,7 +148,7 @@ class _Session:
 
 
 def _quote(instrument: Instrument, now: datetime) -> Quote:
-    """Company name from the table, else the ticker: API.md's last resort, never an invention."""
+    """Company name from the table, else the ticker: docs/api.md's last resort, never an invention."""
     day, minute = _latest_minute(now)
     today = _session(instrument, day).bar(0, minute)
     price = _tick(today.close)

@@ -122,7 +122,7 @@ class TwelveData(HttpProvider):
 
 
 def is_no_data(body: dict[str, Any]) -> bool:
-    """An empty date range is a successful answer with no bars, not an error (API.md)."""
+    """An empty date range is a successful answer with no bars, not an error (docs/api.md)."""
     return _NO_DATA_PHRASE in str(body.get("message", "")).lower()
 
 

@@ -3,7 +3,7 @@
 connection. Two gunicorn instances x 4 workers share one real redis-server; the fake provider
 answers after 300 ms and counts every request.
 
-Time bounds here are liveness bounds from API.md ("within a second"), with slack; speed is the
+Time bounds here are liveness bounds from docs/redis-plans.md ("within a second"), with slack; speed is the
 benchmarks' business.
 """
 

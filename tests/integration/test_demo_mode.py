@@ -1,4 +1,4 @@
-"""Demo by design is a healthy state: status, /metrics and the CLI say so (API.md, "Status body").
+"""Demo by design is a healthy state: status, /metrics and the CLI say so (docs/api.md, "Service status").
 
 ``make run`` with no keys serves flagged demo data on purpose; a newcomer must not read that as
 a broken service. ``disabled`` stays reserved for a configured key the provider rejected.

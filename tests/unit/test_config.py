@@ -1,4 +1,4 @@
-"""Settings are read once from the environment, with API.md's names and precedence."""
+"""Settings are read once from the environment, with docs/api.md's names and precedence."""
 
 from __future__ import annotations
 

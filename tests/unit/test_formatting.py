@@ -1,4 +1,4 @@
-"""Human-readable amounts (API.md quote and profile bodies)."""
+"""Human-readable amounts (docs/api.md quote and profile bodies)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Symbol grammar and normalisation (API.md, "Symbols")."""
+"""Symbol grammar and normalisation (docs/api.md, "Symbols")."""
 
 from __future__ import annotations
 
