@@ -436,7 +436,8 @@ def _refreshed(key: CacheKey, view: _View, replacing: float, now: float) -> bool
 
 
 def _as_failed_refresh(outcome: Entry[Any] | QuantPulseError) -> Entry[Any] | QuantPulseError:
-    """A refresh that gets "not found" failed: the stale copy stays (docs/api.md, "Providers, fallback and demo data").
+    """A refresh that gets "not found" failed: the stale copy stays (docs/api.md, "Providers,
+    fallback and demo data").
 
     A known instrument that suddenly "does not exist" is far more often a provider glitch (such
     as Finnhub's all-zero quote) than a delisting, so it is recorded as a brief failure, not a
