@@ -17,9 +17,9 @@ from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
 from quantpulse.cache.near import NearCache
-from quantpulse.cache.stats import Stats
-from quantpulse.cache.store import Stores
 from quantpulse.config import Settings
+from quantpulse.infra.counters import Stats
+from quantpulse.infra.store import Stores
 from quantpulse.provider_chain import ProviderChain
 from quantpulse.providers.base import Provider, UpstreamGate
 from quantpulse.providers.demo import DemoProvider

@@ -21,8 +21,8 @@ from flask.cli import AppGroup
 
 from quantpulse.api import Components, components
 from quantpulse.cache.entry import HIT, STALE
-from quantpulse.cache.store import BACKEND_EMBEDDED
 from quantpulse.errors import FailureKind, InvalidSymbol, ProviderError, ProvidersExhausted, QuantPulseError
+from quantpulse.infra.store import BACKEND_EMBEDDED
 from quantpulse.logs import log_level_at_least, redact
 from quantpulse.models import Quote
 from quantpulse.periods import PERIODS, SUPPORTED_PERIODS

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from quantpulse import companies
-from quantpulse.cache import stats as counters
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.entry import MISS, CacheKey, Entry, Kind, Served, missing_key
-from quantpulse.cache.stats import Stats
 from quantpulse.config import Settings
 from quantpulse.errors import BadRequest, ProviderError, ProvidersExhausted, QuantPulseError
+from quantpulse.infra import counters
+from quantpulse.infra.counters import Stats
 from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import PERIODS, Period
 from quantpulse.provider_chain import ProviderCall, ProviderChain, one_by_one

@@ -10,9 +10,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
-from quantpulse.cache import stats as counters
-from quantpulse.cache.store import BACKEND_REDIS, ERROR_KINDS
 from quantpulse.errors import FailureKind
+from quantpulse.infra import counters
+from quantpulse.infra.store import BACKEND_REDIS, ERROR_KINDS
 from quantpulse.periods import SUPPORTED_PERIODS
 from quantpulse.service import StockService
 from quantpulse.upstream.guard import UpstreamGuard

@@ -11,8 +11,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from quantpulse import create_app
-from quantpulse.cache.store import Stores, embedded_store
 from quantpulse.config import Settings
+from quantpulse.infra.store import Stores, embedded_store
 from tests.fakes.provider_server import FakeProviderServer
 
 TD_KEY = "td-test-key"

@@ -9,8 +9,8 @@ import flask_smorest
 from flask import Request, current_app
 from webargs.flaskparser import FlaskParser
 
-from quantpulse.cache.store import Stores
 from quantpulse.errors import BadRequest
+from quantpulse.infra.store import Stores
 from quantpulse.service import StockService
 from quantpulse.upstream.guard import UpstreamGuard
 

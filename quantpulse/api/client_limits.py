@@ -15,9 +15,9 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from quantpulse.cache.entry import NAMESPACE
-from quantpulse.cache.store import BACKEND_REDIS, RedisTrouble, Stores
 from quantpulse.config import Settings
+from quantpulse.infra.namespace import NAMESPACE
+from quantpulse.infra.store import BACKEND_REDIS, RedisTrouble, Stores
 
 
 def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Limiter | None:

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import redis
 
-from quantpulse.cache import stats as counters
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.coalesce import LocalFlights
 from quantpulse.cache.entry import (
@@ -46,9 +45,10 @@ from quantpulse.cache.entry import (
 from quantpulse.cache.locks import FillLocks, Lease
 from quantpulse.cache.near import NearCache
 from quantpulse.cache.notify import FillNotifier
-from quantpulse.cache.stats import Stats
-from quantpulse.cache.store import Store, Stores, retry_idempotent
 from quantpulse.errors import ProvidersExhausted, QuantPulseError, ServiceUnavailable, SymbolNotFound
+from quantpulse.infra import counters
+from quantpulse.infra.counters import Stats
+from quantpulse.infra.store import Store, Stores, retry_idempotent
 
 log = logging.getLogger(__name__)
 

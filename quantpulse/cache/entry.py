@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from quantpulse.infra.namespace import NAMESPACE
 from quantpulse.models import decode, to_primitive
 from quantpulse.symbols import Instrument
 
@@ -20,9 +21,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-NAMESPACE = "qp:v1"
-STATS_KEY = f"{NAMESPACE}:stats"
-LAST_ERRORS_KEY = f"{NAMESPACE}:stats:last_error"
 FILLS_CHANNEL = f"{NAMESPACE}:fills"
 
 HIT = "hit"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import redis
 
-from quantpulse.cache.store import retry_idempotent
+from quantpulse.infra.store import retry_idempotent
 
 log = logging.getLogger(__name__)
 

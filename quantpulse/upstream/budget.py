@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import redis
 
-from quantpulse.cache.entry import NAMESPACE
+from quantpulse.infra.namespace import NAMESPACE
 
 # KEYS: one counter per window. ARGV: cost, partial (1: grant what fits), then limit and
 # expiry (ms) per window. Returns {granted, index of the window that refused (0: none)}.

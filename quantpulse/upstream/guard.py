@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import redis
 
-from quantpulse.cache.stats import Stats
-from quantpulse.cache.store import Stores
 from quantpulse.errors import ProviderError, budget_unreachable, over_budget
+from quantpulse.infra.counters import Stats
+from quantpulse.infra.store import Stores
 from quantpulse.upstream.budget import CreditBudget
 from quantpulse.upstream.health import ProviderHealth
 

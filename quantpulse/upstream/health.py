@@ -20,8 +20,8 @@ from typing import Any
 
 import redis
 
-from quantpulse.cache.entry import NAMESPACE
 from quantpulse.errors import FailureKind, ProviderError, skipped_call
+from quantpulse.infra.namespace import NAMESPACE
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
 from quantpulse import create_app
-from quantpulse.cache.store import Stores, embedded_store
 from quantpulse.config import Settings
+from quantpulse.infra.store import Stores, embedded_store
 
 
 def load_schema() -> schemathesis.BaseSchema:

@@ -16,8 +16,8 @@ import pytest
 import requests
 import responses
 
-from quantpulse.cache.store import BACKEND_REDIS, Store
 from quantpulse.errors import FailureKind, ProviderError
+from quantpulse.infra.store import BACKEND_REDIS, Store
 from quantpulse.providers.finnhub import Finnhub
 from quantpulse.providers.twelvedata import TwelveData
 from tests.fixtures import provider_body

@@ -17,13 +17,14 @@ import pytest
 
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
-from quantpulse.cache.entry import STATS_KEY, CacheKey, Entry, Kind
+from quantpulse.cache.entry import CacheKey, Entry, Kind
 from quantpulse.cache.locks import FillLocks
 from quantpulse.cache.near import NearCache
-from quantpulse.cache.stats import COALESCED_WAITS, HITS, LOCK_TAKEOVERS, MISSES, STALE_SERVED, Stats
-from quantpulse.cache.store import BACKEND_REDIS, Store, Stores, connect_redis, embedded_store
 from quantpulse.config import Settings
 from quantpulse.errors import ProvidersExhausted, SymbolNotFound
+from quantpulse.infra.counters import COALESCED_WAITS, HITS, LOCK_TAKEOVERS, MISSES, STALE_SERVED, Stats
+from quantpulse.infra.namespace import STATS_KEY
+from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, connect_redis, embedded_store
 from quantpulse.models import Profile
 from quantpulse.symbols import Instrument
 

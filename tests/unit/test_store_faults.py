@@ -18,8 +18,9 @@ import redis
 
 from quantpulse.cache.entry import Entry, encode_entry
 from quantpulse.cache.locks import FillLocks
-from quantpulse.cache.stats import REFRESHES, Stats
-from quantpulse.cache.store import (
+from quantpulse.errors import ProviderError, ProvidersExhausted, SymbolNotFound
+from quantpulse.infra.counters import REFRESHES, Stats
+from quantpulse.infra.store import (
     CONNECTION,
     OOM,
     REFUSED,
@@ -31,7 +32,6 @@ from quantpulse.cache.store import (
     embedded_store,
     error_kind,
 )
-from quantpulse.errors import ProviderError, ProvidersExhausted, SymbolNotFound
 from quantpulse.upstream.budget import CreditBudget, Window
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import ProviderHealth

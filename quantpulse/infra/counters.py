@@ -14,9 +14,9 @@ from collections import Counter
 
 import redis
 
-from quantpulse.cache.entry import LAST_ERRORS_KEY, STATS_KEY
-from quantpulse.cache.store import RedisTrouble, retry_idempotent
 from quantpulse.errors import FailureKind, ProviderError
+from quantpulse.infra.namespace import LAST_ERRORS_KEY, STATS_KEY
+from quantpulse.infra.store import RedisTrouble, retry_idempotent
 
 log = logging.getLogger(__name__)
 
