@@ -16,13 +16,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from quantpulse.api import EXTENSION, health, metrics, stocks
 from quantpulse.api.client_limits import register_client_limits
 from quantpulse.api.docs import QuantPulseApi, openapi_settings, register_docs_assets
+from quantpulse.api.errors import register_error_handlers
 from quantpulse.api.metrics import register_request_metrics
+from quantpulse.api.request_log import register_request_log
 from quantpulse.bootstrap import build_components
 from quantpulse.cli import loading_for_flask_cli, register_cli
 from quantpulse.config import Settings
-from quantpulse.errors import register_error_handlers
 from quantpulse.infra.store import Stores, connect_stores
-from quantpulse.logs import configure_logging, log_level_at_least, redact_secrets, register_request_log
+from quantpulse.logs import configure_logging, log_level_at_least, redact_secrets
 
 __all__ = ["create_app"]
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import requests
 from requests.adapters import HTTPAdapter
 
-from quantpulse.api import Components
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
@@ -31,6 +31,15 @@ from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import HealthSettings, ProviderHealth
 
 HOT_READS = 3  # reads of one key within a minute that make it worth refreshing ahead
+
+
+@dataclass(frozen=True)
+class Components:
+    """What the composition root built, kept in ``app.extensions`` for the views and the CLI."""
+
+    service: StockService
+    stores: Stores
+    guard: UpstreamGuard
 
 
 def build_components(settings: Settings, stores: Stores) -> Components:

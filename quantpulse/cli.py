@@ -19,15 +19,16 @@ import redis
 from flask import Flask
 from flask.cli import AppGroup
 
-from quantpulse.api import Components, components
+from quantpulse.api import components
+from quantpulse.api.status import LIVE_PROVIDERS, service_status
+from quantpulse.bootstrap import Components
 from quantpulse.cache.entry import HIT, STALE
 from quantpulse.errors import FailureKind, InvalidSymbol, ProviderError, ProvidersExhausted, QuantPulseError
 from quantpulse.infra.store import BACKEND_EMBEDDED
 from quantpulse.logs import log_level_at_least, redact
 from quantpulse.models import Quote
 from quantpulse.periods import PERIODS, SUPPORTED_PERIODS
-from quantpulse.service import DEMO_SOURCE, MAX_BATCH_INSTRUMENTS, Answer, BatchResult, StockService
-from quantpulse.status import LIVE_PROVIDERS, service_status
+from quantpulse.service import MAX_BATCH_INSTRUMENTS, Answer, BatchResult, StockService
 from quantpulse.symbols import ParsedSymbol, parse_symbol
 
 BUDGET_SPENT = "(budget)"  # how a fallback reason says the fleet's credit budget refused a call
@@ -190,12 +191,11 @@ class Warmed:
             reason = outcome.reason if isinstance(outcome, ProvidersExhausted) else ""
             detail = f"{outcome.status} {outcome.message}"
             return cls(symbol, what, "error", detail, _budget_refusal(reason))
-        served, entry = outcome.served, outcome.served.entry
-        reason = entry.fallback_reason or ""
-        detail = f"{entry.source} ({served.cache})" + (f"; fell back: {reason}" if reason else "")
-        status = "demo" if entry.source == DEMO_SOURCE else "ok"
+        reason = outcome.fallback_reason or ""
+        detail = f"{outcome.source} ({outcome.cache})" + (f"; fell back: {reason}" if reason else "")
+        status = "demo" if outcome.is_demo else "ok"
         # A reason stored with an older entry says nothing about the budget now.
-        fetched_now = served.cache not in (HIT, STALE)
+        fetched_now = outcome.cache not in (HIT, STALE)
         return cls(symbol, what, status, detail, _budget_refusal(reason) if fetched_now else None)
 
 

@@ -1,4 +1,4 @@
-"""Logging: JSON lines, one per request with its id, and API keys kept out of every line.
+"""Logging: JSON lines, and API keys kept out of every line (the request log is api/request_log.py).
 
 Keys travel only in headers, so they should never be logged; the redactor is the safety net for
 the day a library or an exception message prints one anyway. It works at record creation (a
@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
-
-from flask import Flask, Response, g, request
 
 MASK = "***"
 _MIN_SECRET_LENGTH = 6
@@ -111,42 +106,3 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)
-
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-access_log = logging.getLogger("quantpulse.access")
-
-
-def register_request_log(app: Flask) -> None:
-    """``X-Request-ID`` accepted (when sane) or made, returned, and one JSON line per request."""
-
-    @app.before_request
-    def start() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        g.started = time.perf_counter()
-
-    @app.after_request
-    def finish(response: Response) -> Response:
-        request_id = g.get("request_id") or uuid.uuid4().hex
-        response.headers["X-Request-ID"] = request_id
-        fields = {
-            "request_id": request_id,
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else None,
-            "path": request.path,
-            "symbol": (request.view_args or {}).get("symbol"),
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - g.get("started", time.perf_counter())) * 1000, 2),
-            "cache": g.get("cache_result"),
-            "source": g.get("source"),
-        }
-        access_log.info(
-            "%s %s %s", request.method, request.path, response.status_code, extra={"fields": fields}
-        )
-        return response
-
-
-def note_answer(cache: str | None, source: str | None) -> None:
-    """Views tell the request log how the answer was served."""
-    g.cache_result, g.source = cache, source

@@ -10,11 +10,12 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from quantpulse import companies
 from quantpulse.cache.engine import CacheEngine
-from quantpulse.cache.entry import MISS, CacheKey, Entry, Kind, Served, missing_key
+from quantpulse.cache.entry import MISS, STALE, CacheKey, Entry, Kind, Served, missing_key
 from quantpulse.config import Settings
 from quantpulse.errors import BadRequest, ProviderError, ProvidersExhausted, QuantPulseError
 from quantpulse.infra import counters
@@ -49,11 +50,51 @@ class Kinds:
 
 @dataclass(frozen=True)
 class Answer(Generic[T]):
-    """What a route returns: the instrument asked for and how its data was served."""
+    """What a route returns, flat: the data and the truth about how it was served.
+
+    ``cache`` is ``hit``, ``miss``, ``stale`` or ``coalesced``; ``fetched_at`` is when we got the
+    data from its source (epoch seconds). The HTTP layer needs nothing from the cache to render it.
+    """
 
     instrument: Instrument
-    served: Served[T]
+    value: T
+    source: str
+    cache: str
+    fetched_at: float
+    fallback_reason: str | None = None
     period: Period | None = None
+
+    @classmethod
+    def of(cls, instrument: Instrument, served: Served[T]) -> Answer[T]:
+        entry = served.entry
+        return cls(
+            instrument, entry.value, entry.source, served.cache, entry.fetched_at, entry.fallback_reason
+        )
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source == DEMO_SOURCE
+
+    @property
+    def cached(self) -> bool:
+        """True when this answer caused no upstream call (never for demo data)."""
+        return self.cache != MISS and not self.is_demo
+
+    @property
+    def stale(self) -> bool:
+        return self.cache == STALE
+
+    @property
+    def service_info(self) -> Answer[T]:
+        """The answer is flat; responses render its serving fields as one ``service_info`` object."""
+        return self
+
+    @property
+    def fetched_at_utc(self) -> datetime:
+        return datetime.fromtimestamp(self.fetched_at, UTC)
+
+    def age_seconds(self, now: float | None = None) -> float:
+        return round(max(0.0, (now or time.time()) - self.fetched_at), 1)
 
 
 @dataclass(frozen=True)
@@ -134,7 +175,7 @@ class StockService:
             if isinstance(outcome, QuantPulseError):
                 errors[raw] = outcome
             else:
-                quotes[raw] = Answer(instrument, outcome)
+                quotes[raw] = Answer.of(instrument, outcome)
         return BatchResult(quotes=quotes, errors=errors)
 
     def forget(self, instrument: Instrument) -> int:
@@ -223,4 +264,4 @@ def _single_outcome(outcomes: dict[Instrument, Served[T] | QuantPulseError]) -> 
     ((instrument, outcome),) = outcomes.items()
     if isinstance(outcome, QuantPulseError):
         raise outcome
-    return Answer(instrument, outcome)
+    return Answer.of(instrument, outcome)

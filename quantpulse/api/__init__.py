@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import flask_smorest
 from flask import Request, current_app
 from webargs.flaskparser import FlaskParser
 
 from quantpulse.errors import BadRequest
-from quantpulse.infra.store import Stores
 from quantpulse.service import StockService
-from quantpulse.upstream.guard import UpstreamGuard
+
+if TYPE_CHECKING:  # the composition root is above this layer: for types only
+    from quantpulse.bootstrap import Components
 
 EXTENSION = "quantpulse"
-
-
-@dataclass(frozen=True)
-class Components:
-    """What the app factory built, kept in ``app.extensions`` for the views."""
-
-    service: StockService
-    stores: Stores
-    guard: UpstreamGuard
 
 
 class _Parser(FlaskParser):
@@ -46,6 +37,7 @@ class Blueprint(flask_smorest.Blueprint):
 
 
 def components() -> Components:
+    """What the composition root built (``bootstrap.Components``), for the views."""
     return current_app.extensions[EXTENSION]
 
 

@@ -20,11 +20,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from quantpulse.api import components
+from quantpulse.api.status import LIVE_PROVIDERS, PROVIDER_STATES, demo_only, provider_health
 from quantpulse.errors import FailureKind
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
 from quantpulse.infra.store import ERROR_KINDS
-from quantpulse.status import LIVE_PROVIDERS, PROVIDER_STATES, demo_only, provider_health
 
 blp = Blueprint("metrics", __name__)
 

@@ -13,9 +13,7 @@ from typing import Any
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 from quantpulse.api.formatting import format_market_cap, format_volume
-from quantpulse.cache.engine import MISS, STALE
 from quantpulse.periods import DEFAULT_PERIOD, SUPPORTED_PERIODS
-from quantpulse.service import DEMO_SOURCE
 from quantpulse.symbols import ParsedSymbol, parse_symbol
 
 CENT = Decimal("0.01")
@@ -116,42 +114,38 @@ class BatchBodySchema(Schema):
 class ServiceInfoSchema(Schema):
     """The truth about one response: where the data came from and how the cache served it."""
 
-    source = fields.String(attribute="entry.source")
-    cached = fields.Function(
-        lambda served: served.cache != MISS and served.entry.source != DEMO_SOURCE, metadata=BOOLEAN
-    )
+    source = fields.String()
+    cached = fields.Boolean()
     cache = fields.String(validate=validate.OneOf(["hit", "miss", "stale", "coalesced"]))
-    age_seconds = fields.Function(lambda served: served.age_seconds(), metadata=NUMBER)
-    stale = fields.Function(lambda served: served.cache == STALE, metadata=BOOLEAN)
-    fallback_reason = fields.String(attribute="entry.fallback_reason", allow_none=True)
+    age_seconds = fields.Function(lambda answer: answer.age_seconds(), metadata=NUMBER)
+    stale = fields.Boolean()
+    fallback_reason = fields.String(allow_none=True)
 
 
 class _AnswerSchema(Schema):
     symbol = fields.String(attribute="instrument.ticker")
     exchange = fields.String(attribute="instrument.exchange")
-    isDemoData = fields.Function(lambda answer: answer.served.entry.source == DEMO_SOURCE, metadata=BOOLEAN)
-    service_info = fields.Nested(ServiceInfoSchema, attribute="served")
+    isDemoData = fields.Boolean(attribute="is_demo")
+    service_info = fields.Nested(ServiceInfoSchema)
 
 
 class QuoteSchema(_AnswerSchema):
-    companyName = fields.String(attribute="served.value.company_name")
+    companyName = fields.String(attribute="value.company_name")
     marketState = fields.String(
-        attribute="served.value.market_state", validate=validate.OneOf(["OPEN", "CLOSED", "UNKNOWN"])
+        attribute="value.market_state", validate=validate.OneOf(["OPEN", "CLOSED", "UNKNOWN"])
     )
-    currency = fields.String(attribute="served.value.currency")
-    currentPrice = Money(attribute="served.value.price")
-    previousClose = Money(attribute="served.value.previous_close")
-    change = Money(attribute="served.value.change")
-    changePercent = Money(attribute="served.value.change_percent")
-    open = Money(attribute="served.value.open", allow_none=True)
-    high = Money(attribute="served.value.high", allow_none=True)
-    low = Money(attribute="served.value.low", allow_none=True)
-    volume = fields.Integer(attribute="served.value.volume")
-    volumeFormatted = fields.Function(
-        lambda answer: format_volume(answer.served.value.volume), metadata=STRING
-    )
-    timestamp = UtcTimestamp(attribute="served.fetched_at")
-    lastTradeAt = UtcTimestamp(attribute="served.value.last_trade_at", allow_none=True)
+    currency = fields.String(attribute="value.currency")
+    currentPrice = Money(attribute="value.price")
+    previousClose = Money(attribute="value.previous_close")
+    change = Money(attribute="value.change")
+    changePercent = Money(attribute="value.change_percent")
+    open = Money(attribute="value.open", allow_none=True)
+    high = Money(attribute="value.high", allow_none=True)
+    low = Money(attribute="value.low", allow_none=True)
+    volume = fields.Integer(attribute="value.volume")
+    volumeFormatted = fields.Function(lambda answer: format_volume(answer.value.volume), metadata=STRING)
+    timestamp = UtcTimestamp(attribute="fetched_at_utc")
+    lastTradeAt = UtcTimestamp(attribute="value.last_trade_at", allow_none=True)
 
 
 class BarSchema(Schema):
@@ -165,27 +159,27 @@ class BarSchema(Schema):
 
 class HistorySchema(_AnswerSchema):
     period = fields.String(attribute="period.name")
-    interval = fields.String(attribute="served.value.interval")
-    data = fields.List(fields.Nested(BarSchema), attribute="served.value.bars")
-    dataPoints = fields.Function(lambda answer: len(answer.served.value.bars), metadata=INTEGER)
-    timestamp = UtcTimestamp(attribute="served.fetched_at")
+    interval = fields.String(attribute="value.interval")
+    data = fields.List(fields.Nested(BarSchema), attribute="value.bars")
+    dataPoints = fields.Function(lambda answer: len(answer.value.bars), metadata=INTEGER)
+    timestamp = UtcTimestamp(attribute="fetched_at_utc")
 
 
 class ProfileSchema(_AnswerSchema):
-    name = fields.String(attribute="served.value.name", allow_none=True)
-    description = fields.String(attribute="served.value.description", allow_none=True)
-    sector = fields.String(attribute="served.value.sector", allow_none=True)
-    industry = fields.String(attribute="served.value.industry", allow_none=True)
+    name = fields.String(attribute="value.name", allow_none=True)
+    description = fields.String(attribute="value.description", allow_none=True)
+    sector = fields.String(attribute="value.sector", allow_none=True)
+    industry = fields.String(attribute="value.industry", allow_none=True)
     marketCap = fields.Function(
-        lambda answer: _whole(answer.served.value.market_cap), metadata={**INTEGER, "nullable": True}
+        lambda answer: _whole(answer.value.market_cap), metadata={**INTEGER, "nullable": True}
     )
     marketCapFormatted = fields.Function(
-        lambda answer: format_market_cap(answer.served.value.market_cap, answer.served.value.currency),
+        lambda answer: format_market_cap(answer.value.market_cap, answer.value.currency),
         metadata=STRING,
     )
-    employees = fields.Integer(attribute="served.value.employees", allow_none=True)
-    website = fields.String(attribute="served.value.website", allow_none=True)
-    timestamp = UtcTimestamp(attribute="served.fetched_at")
+    employees = fields.Integer(attribute="value.employees", allow_none=True)
+    website = fields.String(attribute="value.website", allow_none=True)
+    timestamp = UtcTimestamp(attribute="fetched_at_utc")
 
 
 class BatchErrorSchema(Schema):

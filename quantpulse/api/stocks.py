@@ -11,6 +11,7 @@ from flask import request
 from werkzeug.routing import BaseConverter
 
 from quantpulse.api import Blueprint, components, current_service
+from quantpulse.api.request_log import note_answer
 from quantpulse.api.schemas import (
     BatchBodySchema,
     BatchQuerySchema,
@@ -23,11 +24,10 @@ from quantpulse.api.schemas import (
     StatusSchema,
     SymbolPathSchema,
 )
+from quantpulse.api.status import service_status
 from quantpulse.errors import BadRequest, Forbidden, Unauthorized
-from quantpulse.logs import note_answer
 from quantpulse.periods import PERIODS
 from quantpulse.service import Answer, BatchResult
-from quantpulse.status import service_status
 from quantpulse.symbols import ParsedSymbol
 
 BATCH_HINT = (
@@ -88,7 +88,7 @@ def batch(query: dict[str, list[str]], body: dict[str, Any]) -> BatchResult:
 
 def noted(answer: Answer[Any]) -> Answer[Any]:
     """Tell the request log how this answer was served."""
-    note_answer(answer.served.cache, answer.served.entry.source)
+    note_answer(answer.cache, answer.source)
     return answer
 
 

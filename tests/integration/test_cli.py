@@ -10,7 +10,8 @@ import pytest
 from click.testing import Result
 from flask import Flask
 
-from quantpulse.api import EXTENSION, Components
+from quantpulse.api import EXTENSION
+from quantpulse.bootstrap import Components
 from tests.conftest import FH_KEY, TD_KEY
 from tests.fakes.provider_server import SYNTHETIC_TICKERS
 
