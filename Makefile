@@ -20,8 +20,10 @@ test: $(BIN)/.dev-installed test-servers lint compose-check
 unit: $(BIN)/.dev-installed
 	$(BIN)/pytest tests/unit
 
+## lint: ruff, and the import contract that holds the layers (pyproject.toml, [tool.importlinter]).
 lint: $(BIN)/.dev-installed
 	$(BIN)/ruff check quantpulse tests bench wsgi.py gunicorn.conf.py
+	$(BIN)/lint-imports --no-cache
 
 ## bench: benchmarks with ratios against baselines measured in the same run (bench/results/latest.md).
 bench: $(BIN)/.dev-installed test-servers wrk

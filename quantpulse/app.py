@@ -1,0 +1,104 @@
+"""The app factory: ``create_app`` builds settings and stores, hands them to ``bootstrap`` (the
+composition root: providers, guard, cache, service, built once) and registers the HTTP layer.
+Tests pass their own settings and stores.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, request
+from flask_cors import CORS
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from quantpulse.api import EXTENSION, health, metrics, stocks
+from quantpulse.api.client_limits import register_client_limits
+from quantpulse.api.docs import QuantPulseApi, openapi_settings, register_docs_assets
+from quantpulse.api.errors import register_error_handlers
+from quantpulse.api.metrics import register_request_metrics
+from quantpulse.api.request_log import register_request_log
+from quantpulse.bootstrap import build_components
+from quantpulse.cli import loading_for_flask_cli, register_cli
+from quantpulse.config import Settings
+from quantpulse.infra.store import Stores, connect_stores
+from quantpulse.logs import configure_logging, log_level_at_least, redact_secrets
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, stores: Stores | None = None) -> Flask:
+    """The app, built once per process (gunicorn worker, flask CLI, test) from settings and stores."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+    redact_secrets(settings.secrets())
+    # For the flask CLI (any command, --help included) the start-up lines are about serving and
+    # would clutter the command's stderr: only errors show while the app is built.
+    with log_level_at_least(logging.ERROR if loading_for_flask_cli() else logging.NOTSET):
+        return build_app(settings, stores or connect_stores(settings))
+
+
+def build_app(settings: Settings, stores: Stores) -> Flask:
+    """Collaborators built once by ``bootstrap``, then the HTTP layer registered around them."""
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_content_length, **openapi_settings())
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions[EXTENSION] = build_components(settings, stores)
+    # after_request hooks run in reverse order: the request log and metrics come first so they
+    # run last and record the response the client gets (a CORS preflight's 204, not Flask's 200).
+    register_request_log(app)
+    register_request_metrics(app, app.extensions[EXTENSION].service.stats)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_request_hygiene(app)
+    register_cors(app, settings)
+    register_client_limits(app, settings, stores)
+    register_cli(app)
+    log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
+    return app
+
+
+def register_blueprints(app: Flask) -> None:
+    app.url_map.converters["quote_symbol"] = stocks.QuoteSymbolConverter
+    api = QuantPulseApi(app)
+    api.register_blueprint(health.blp)
+    api.register_blueprint(stocks.blp)
+    register_docs_assets(app)
+    app.register_blueprint(metrics.blp)
+
+
+def register_request_hygiene(app: Flask) -> None:
+    """Contract rules that hold for every route, whether or not a view reads the body."""
+
+    @app.before_request
+    def refuse_oversize_body() -> None:
+        """Werkzeug only enforces MAX_CONTENT_LENGTH when a body is read; docs/api.md wants 413 always."""
+        limit = app.config["MAX_CONTENT_LENGTH"]
+        if request.content_length is not None and request.content_length > limit:
+            raise RequestEntityTooLarge()
+
+    @app.after_request
+    def no_html_options(response: Response) -> Response:
+        """Flask's automatic OPTIONS answer is an empty text/html 200; send 204 with no body."""
+        if request.method == "OPTIONS" and not response.get_data():
+            response.status_code = 204
+            del response.headers["Content-Type"]
+        return response
+
+
+def register_cors(app: Flask, settings: Settings) -> None:
+    """Allow-listed origins only; no Origin header means no CORS headers at all."""
+    CORS(
+        app,
+        origins=list(settings.allowed_origins),
+        methods=["GET", "POST", "DELETE", "OPTIONS"],
+        expose_headers=["Retry-After"],
+        always_send=False,
+    )
+
+    @app.after_request
+    def vary_on_origin(response: Response) -> Response:
+        """Shared HTTP caches must key on Origin, allowed or not."""
+        response.vary.add("Origin")
+        return response

@@ -1,0 +1,1 @@
+"""Upstream providers behind one interface: Twelve Data, Finnhub and demo data."""
