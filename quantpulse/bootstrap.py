@@ -25,7 +25,7 @@ from quantpulse.providers.base import Provider, UpstreamGate
 from quantpulse.providers.demo import DemoProvider
 from quantpulse.providers.finnhub import Finnhub
 from quantpulse.providers.twelvedata import TwelveData
-from quantpulse.service import StockService
+from quantpulse.service import Kinds, StockService
 from quantpulse.upstream.budget import CreditBudget, Window
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import HealthSettings, ProviderHealth
@@ -45,7 +45,9 @@ class Components:
 def build_components(settings: Settings, stores: Stores) -> Components:
     stats = Stats(stores.primary.client, stores.trouble)
     guard = build_guard(settings, stores, stats)
+    kinds = Kinds.from_settings(settings)
     cache = CacheEngine(
+        kinds.all(),
         stores,
         stats,
         FillLocks(settings.lock_ttl, max_hold=longest_fill(settings)),
@@ -62,6 +64,7 @@ def build_components(settings: Settings, stores: Stores) -> Components:
     )
     service = StockService(
         settings=settings,
+        kinds=kinds,
         chain=build_chain(settings, guard),
         demo=DemoProvider(),
         cache=cache,

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from quantpulse import companies
-from quantpulse.cache.engine import CacheEngine
-from quantpulse.cache.entry import MISS, STALE, CacheKey, Entry, Kind, Served, missing_key
+from quantpulse.cache.engine import CacheEngine, Fetched, Outcome
+from quantpulse.cache.entry import MISS, STALE, CacheKey, Entry, Failed, Kind, Missing, Served
 from quantpulse.config import Settings
-from quantpulse.errors import BadRequest, ProviderError, ProvidersExhausted, QuantPulseError
+from quantpulse.errors import BadRequest, ProviderError, ProvidersExhausted, QuantPulseError, SymbolNotFound
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
 from quantpulse.models import History, Profile, Quote
@@ -46,6 +46,9 @@ class Kinds:
             history=Kind("history", History, settings.historical_ttl, settings.historical_stale_ttl),
             profile=Kind("profile", Profile, settings.profile_ttl, settings.profile_stale_ttl),
         )
+
+    def all(self) -> tuple[Kind, ...]:
+        return (self.quote, self.history, self.profile)
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class StockService:
         self,
         *,
         settings: Settings,
+        kinds: Kinds,
         chain: ProviderChain,
         demo: Provider,
         cache: CacheEngine,
@@ -123,7 +127,7 @@ class StockService:
         self.chain = chain
         self.cache = cache
         self.stats = stats
-        self.kinds = Kinds.from_settings(settings)
+        self.kinds = kinds
         self._demo = demo
 
     def instrument(self, parsed: ParsedSymbol) -> Instrument:
@@ -175,16 +179,17 @@ class StockService:
             if isinstance(outcome, QuantPulseError):
                 errors[raw] = outcome
             else:
-                quotes[raw] = Answer.of(instrument, outcome)
+                quotes[raw] = outcome
         return BatchResult(quotes=quotes, errors=errors)
 
     def forget(self, instrument: Instrument) -> int:
         """Drop every cached entry of one instrument, its negative entry too; returns how many existed."""
-        keys = [CacheKey(self.kinds.quote, instrument), CacheKey(self.kinds.profile, instrument)]
-        keys += [CacheKey(self.kinds.history, instrument, name) for name in PERIODS]
-        return self.cache.delete([key.redis_key for key in keys] + [missing_key(instrument)])
+        subject = _subject(instrument)
+        keys = [CacheKey(self.kinds.quote, subject), CacheKey(self.kinds.profile, subject)]
+        keys += [CacheKey(self.kinds.history, subject, name) for name in PERIODS]
+        return self.cache.delete([key.redis_key for key in keys] + [keys[0].missing_key])
 
-    def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Served[Quote] | QuantPulseError]:
+    def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Answer[Quote] | QuantPulseError]:
         return self._serve(
             self.kinds.quote,
             instruments,
@@ -201,24 +206,29 @@ class StockService:
         demo: Callable[[Instrument], T],
         variant: str = "",
         complete: Callable[[Instrument, Entry[T]], Entry[T]] | None = None,
-    ) -> dict[Instrument, Served[T] | QuantPulseError]:
+    ) -> dict[Instrument, Answer[T] | QuantPulseError]:
         """Cache, then providers, then demo; ``complete`` finishes a fetched entry before it is cached."""
-        keys = {CacheKey(kind, instrument, variant): instrument for instrument in instruments}
+        keys = {CacheKey(kind, _subject(instrument), variant): instrument for instrument in instruments}
 
-        def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Any]:
+        def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Fetched]:
             fetched = self.chain.fetch([keys[key] for key in pending], call)
-            return {key: _completed(keys[key], fetched[keys[key]], complete) for key in pending}
+            return {key: _for_cache(_completed(keys[key], fetched[keys[key]], complete)) for key in pending}
 
-        served = self.cache.get_or_fetch_many(list(keys), fetch_many)
-        return {i: self._demo_if_allowed(served[key], demo, i) for key, i in keys.items()}
+        outcomes = self.cache.get_or_fetch_many(list(keys), fetch_many)
+        return {i: self._answer(i, outcomes[key], demo) for key, i in keys.items()}
 
-    def _demo_if_allowed(
-        self, outcome: Served[T] | QuantPulseError, demo: Callable[[Instrument], T], instrument: Instrument
-    ) -> Served[T] | QuantPulseError:
-        if not (isinstance(outcome, ProvidersExhausted) and self.chain.allow_demo):
-            return outcome
+    def _answer(
+        self, instrument: Instrument, outcome: Outcome, demo: Callable[[Instrument], T]
+    ) -> Answer[T] | QuantPulseError:
+        """What the cache settled, in the service's terms; demo data where a failure may be."""
+        if isinstance(outcome, Served):
+            return Answer.of(instrument, outcome)
+        if isinstance(outcome, Missing):
+            return SymbolNotFound.of(instrument)
+        if not self.chain.allow_demo:
+            return ProvidersExhausted(outcome.reason, retry_after=outcome.retry_after)
         self.stats.incr(counters.DEMO_SERVED)
-        return Served(Entry(demo(instrument), DEMO_SOURCE, time.time(), outcome.reason), MISS)
+        return Answer(instrument, demo(instrument), DEMO_SOURCE, MISS, time.time(), outcome.reason)
 
     def _with_company_name(self, instrument: Instrument, entry: Entry[Quote]) -> Entry[Quote]:
         """Fill a missing name from a cached profile or the built-in table, never upstream.
@@ -228,7 +238,7 @@ class StockService:
         quote = entry.value
         if quote.company_name:
             return entry
-        profile = self.cache.peek(CacheKey(self.kinds.profile, instrument))
+        profile = self.cache.peek(CacheKey(self.kinds.profile, _subject(instrument)))
         name = (profile and profile.value.name) or companies.company_name(quote.symbol) or quote.symbol
         return dataclasses.replace(entry, value=dataclasses.replace(quote, company_name=name))
 
@@ -259,9 +269,23 @@ def _completed(
     return complete(instrument, outcome)
 
 
-def _single_outcome(outcomes: dict[Instrument, Served[T] | QuantPulseError]) -> Answer[T]:
+def _single_outcome(outcomes: dict[Instrument, Answer[T] | QuantPulseError]) -> Answer[T]:
     """The one instrument's answer, or its error raised for the error handler."""
-    ((instrument, outcome),) = outcomes.items()
+    ((_, outcome),) = outcomes.items()
     if isinstance(outcome, QuantPulseError):
         raise outcome
-    return Answer.of(instrument, outcome)
+    return outcome
+
+
+def _subject(instrument: Instrument) -> str:
+    """What the cache keys an instrument by: ``NSE:RELIANCE``."""
+    return f"{instrument.exchange}:{instrument.ticker}"
+
+
+def _for_cache(outcome: Entry[Any] | QuantPulseError) -> Fetched:
+    """A fetch outcome in the cache's terms: an entry, a verdict or a failure."""
+    if isinstance(outcome, SymbolNotFound):
+        return Missing(outcome.message)
+    if isinstance(outcome, ProvidersExhausted):
+        return Failed(outcome.reason, outcome.retry_after)
+    return outcome

@@ -2,14 +2,17 @@
 
 Every data type goes through ``get_or_fetch_many`` (a single quote is a batch of one):
 
-* fresh entry → served (``hit``); negative entry → 404 (``hit`` of a verdict);
+* fresh entry → served (``hit``); negative entry → ``Missing`` (a cached verdict);
 * stale entry (past its TTL, inside its stale window) → served at once (``stale``) while one
   background refresh runs fleet-wide, under the same fill lock;
 * no entry → one caller per process (local flight) competes for the fleet-wide fill lock; the
   winner fetches, writes, releases and publishes; everyone else waits for that push
   (``coalesced``), bounded by the holder's lock time and ``wait_timeout``. A lock whose owner
-  died expires and is taken over. A failed fill is recorded briefly, so waiters and newcomers
-  share the failure instead of stampeding the providers.
+  died expires and is taken over. A failed fill (``Failed``) is recorded briefly, so waiters
+  and newcomers share the failure instead of stampeding the providers.
+
+The engine knows kinds, subjects and outcomes, not what they mean: the service maps ``Missing``
+and ``Failed`` to its own errors and decides what stands in for a failure.
 
 If the shared store stops answering, the same code runs on the in-process fallback store.
 """
@@ -34,10 +37,12 @@ from quantpulse.cache.entry import (
     FILLS_CHANNEL,
     HIT,
     MISS,
-    NAMESPACE,
     STALE,
     CacheKey,
     Entry,
+    Failed,
+    Kind,
+    Missing,
     Served,
     decode_entry,
     encode_entry,
@@ -45,19 +50,17 @@ from quantpulse.cache.entry import (
 from quantpulse.cache.locks import FillLocks, Lease
 from quantpulse.cache.near import NearCache
 from quantpulse.cache.notify import FillNotifier
-from quantpulse.errors import ProvidersExhausted, QuantPulseError, ServiceUnavailable, SymbolNotFound
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
+from quantpulse.infra.namespace import NAMESPACE
 from quantpulse.infra.store import Store, Stores, retry_idempotent
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-ENTRY_KINDS = ("quote", "history", "profile")
-# Every per-key record of the cache (named in entry.py); statistics, budgets and health are not.
-CACHE_RECORDS = (*ENTRY_KINDS, "missing", "fail", "lock")
+# The per-key records besides entries (named in entry.py); statistics, budgets and health are not.
+_VERDICT_RECORDS = ("missing", "fail")
 _DELETE_CHUNK = 1000
-_EVICTABLE = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in (*ENTRY_KINDS, "missing", "fail"))
 _EVICTION_TRIES = 8
 # Seconds between re-reads of the store while waiting for a fill: pushes wake waiters at once;
 # the re-read is the safety net for a push lost on a connection that died without a word, and
@@ -65,8 +68,9 @@ _EVICTION_TRIES = 8
 SUBSCRIBED_POLL = 0.5
 UNSUBSCRIBED_POLL = 0.05
 
-Outcome = Served[Any] | QuantPulseError
-FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Entry[Any] | QuantPulseError]]
+Fetched = Entry[Any] | Missing | Failed
+Outcome = Served[Any] | Missing | Failed
+FetchMany = Callable[[list[CacheKey]], dict[CacheKey, Fetched]]
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,8 @@ class _View:
     """What the store holds for one key right now."""
 
     entry: Entry[Any] | None
-    missing: bool
-    failure: ProvidersExhausted | None
+    missing: Missing | None
+    failure: Failed | None
 
 
 class CacheEngine:
@@ -83,6 +87,7 @@ class CacheEngine:
 
     def __init__(
         self,
+        kinds: Sequence[Kind],
         stores: Stores,
         stats: Stats,
         locks: FillLocks,
@@ -94,6 +99,8 @@ class CacheEngine:
         failure_ttl: int,
         wait_timeout: float,
     ) -> None:
+        self._kind_names = tuple(kind.name for kind in kinds)
+        self._evictable = _prefixes((*self._kind_names, *_VERDICT_RECORDS))
         self._stores = stores
         self._stats = stats
         self._locks = locks
@@ -110,12 +117,9 @@ class CacheEngine:
     def backend(self) -> str:
         return self._stores.backend
 
-    def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Entry[T]]) -> Served[T]:
-        """One key; raises what the fetch raised (to every coalesced caller alike)."""
-        outcome = self.get_or_fetch_many([key], lambda keys: {key: _capture(fetch)})[key]
-        if isinstance(outcome, QuantPulseError):
-            raise outcome
-        return outcome
+    def get_or_fetch(self, key: CacheKey, fetch: Callable[[], Fetched]) -> Outcome:
+        """One key (a batch of one)."""
+        return self.get_or_fetch_many([key], lambda keys: {key: fetch()})[key]
 
     def get_or_fetch_many(self, keys: Sequence[CacheKey], fetch_many: FetchMany) -> dict[CacheKey, Outcome]:
         now = time.time()
@@ -138,17 +142,17 @@ class CacheEngine:
             elif view.entry is not None and key.kind.is_servable(view.entry, now):
                 # A real copy beats a verdict or a failure: refreshes never turn it into a 404.
                 results[key] = Served(view.entry, STALE)
-                if view.failure is None and not view.missing:  # a failed refresh is not retried at once
+                if view.failure is None and view.missing is None:  # a failed refresh waits a while
                     stale[key] = view.entry.fetched_at
-            elif view.missing:
-                results[key] = SymbolNotFound.of(key.instrument)
+            elif view.missing is not None:
+                results[key] = view.missing
             elif view.failure is not None:
                 results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
             else:
                 cold.append(key)
         # Hits are answers the cache held: fresh entries and cached verdicts, not shared failures.
         served_stale = sum(isinstance(o, Served) and o.cache == STALE for o in results.values())
-        shared_failures = sum(isinstance(outcome, ProvidersExhausted) for outcome in results.values())
+        shared_failures = sum(isinstance(outcome, Failed) for outcome in results.values())
         self._stats.incr(counters.HITS, len(results) - served_stale - shared_failures)
         self._stats.incr(counters.STALE_SERVED, served_stale)
         if stale:
@@ -170,7 +174,7 @@ class CacheEngine:
 
     def entry_count(self) -> int:
         """Data entries in the store (a SCAN: meant for the status page, not the hot path)."""
-        return len(_scan(self._stores.active().client, ENTRY_KINDS))
+        return len(_scan(self._stores.active().client, _prefixes(self._kind_names)))
 
     def clear(self) -> int:
         """Delete every entry, negative entry, failure record and fill lock; returns how many.
@@ -179,7 +183,7 @@ class CacheEngine:
         records, so they stay (an operator's flush must not reset the fleet's credit count).
         """
         client = self._stores.active().client
-        names = _scan(client, CACHE_RECORDS)
+        names = _scan(client, _prefixes((*self._kind_names, *_VERDICT_RECORDS, "lock")))
         self._near.drop(name.decode() for name in names)
         chunks = (names[i : i + _DELETE_CHUNK] for i in range(0, len(names), _DELETE_CHUNK))
         return sum(int(client.delete(*chunk)) for chunk in chunks)
@@ -200,7 +204,9 @@ class CacheEngine:
         names = [name for key in keys for name in (key.redis_key, key.missing_key, key.failure_key)]
         blobs = iter(retry_idempotent(lambda: store.client.mget(names)) if names else [])
         return {
-            key: _View(decode_entry(next(blobs), key), next(blobs) is not None, _decode_failure(next(blobs)))
+            key: _View(
+                decode_entry(next(blobs), key), _decode_missing(next(blobs)), _decode_failure(next(blobs))
+            )
             for key in keys
         }
 
@@ -278,21 +284,21 @@ class CacheEngine:
         finally:
             self._release(store, leases)
 
-    def _write(self, store: Store, outcomes: dict[CacheKey, Entry[Any] | QuantPulseError]) -> None:
+    def _write(self, store: Store, outcomes: dict[CacheKey, Fetched]) -> None:
         """Entries, verdicts and failure records; best effort, the answer is served regardless."""
         if not outcomes:
             return
         try:
-            self._make_room(store, len(outcomes))
+            self._make_room(store, len(outcomes), self._evictable)
             pipe = store.client.pipeline(transaction=False)
             for key, outcome in outcomes.items():
                 if isinstance(outcome, Entry):
                     pipe.set(key.redis_key, encode_entry(outcome), ex=key.kind.lifetime)
                     pipe.delete(key.failure_key)
                     self._near.put(key, outcome)
-                elif isinstance(outcome, SymbolNotFound):
+                elif isinstance(outcome, Missing):
                     pipe.set(key.missing_key, json.dumps({"message": outcome.message}), ex=self._negative_ttl)
-                elif isinstance(outcome, ProvidersExhausted) and self._failure_ttl:
+                elif isinstance(outcome, Failed) and self._failure_ttl:
                     pipe.set(key.failure_key, _encode_failure(outcome), ex=self._failure_ttl)
             retry_idempotent(pipe.execute)  # SET and DEL may safely run twice
         except redis.RedisError as error:
@@ -311,7 +317,7 @@ class CacheEngine:
             self._stores.trouble.record(error)
 
     @staticmethod
-    def _make_room(store: Store, incoming: int) -> None:
+    def _make_room(store: Store, incoming: int, evictable: tuple[bytes, ...]) -> None:
         """Keep the embedded store within ``CACHE_MAX_SIZE`` (Redis uses its maxmemory policy).
 
         Victims are random cache records only: statistics, budgets, health and fill locks stay.
@@ -324,7 +330,7 @@ class CacheEngine:
                 victim = store.client.randomkey()
                 if victim is None:
                     return
-                if victim.startswith(_EVICTABLE):
+                if victim.startswith(evictable):
                     store.client.delete(victim)
                     break
 
@@ -359,11 +365,7 @@ class CacheEngine:
                 outcome = flight.result(timeout=self._wait_timeout)
             except FutureTimeout:
                 outcome = _timed_out(key)
-            except QuantPulseError as error:
-                outcome = error
-            results[key] = (
-                outcome if isinstance(outcome, QuantPulseError) else Served(outcome.entry, COALESCED)
-            )
+            results[key] = Served(outcome.entry, COALESCED) if isinstance(outcome, Served) else outcome
         return results
 
     # ---- stale-while-revalidate ---------------------------------------------------------
@@ -407,9 +409,12 @@ class CacheEngine:
             log.exception("background refresh of %d keys failed", len(leases))
 
 
-def _scan(client: redis.Redis, kinds: Sequence[str]) -> list[bytes]:
-    """Names in the namespace whose record kind is one of ``kinds`` (SCAN, never KEYS)."""
-    prefixes = tuple(f"{NAMESPACE}:{kind}:".encode() for kind in kinds)
+def _prefixes(records: Sequence[str]) -> tuple[bytes, ...]:
+    return tuple(f"{NAMESPACE}:{record}:".encode() for record in records)
+
+
+def _scan(client: redis.Redis, prefixes: tuple[bytes, ...]) -> list[bytes]:
+    """Names in the namespace that start with one of ``prefixes`` (SCAN, never KEYS)."""
     return [
         name for name in client.scan_iter(match=f"{NAMESPACE}:*", count=1000) if name.startswith(prefixes)
     ]
@@ -421,8 +426,8 @@ def _settled(views: dict[CacheKey, _View], now: float | None = None) -> dict[Cac
     for key, view in views.items():
         if view.entry is not None and (now is None or key.kind.is_fresh(view.entry, now)):
             settled[key] = Served(view.entry, COALESCED)
-        elif view.missing:
-            settled[key] = SymbolNotFound.of(key.instrument)
+        elif view.missing is not None:
+            settled[key] = view.missing
         elif view.failure is not None:
             settled[key] = view.failure
     return settled
@@ -430,12 +435,12 @@ def _settled(views: dict[CacheKey, _View], now: float | None = None) -> dict[Cac
 
 def _refreshed(key: CacheKey, view: _View, replacing: float, now: float) -> bool:
     """Whether a refresh of the copy fetched at ``replacing`` has nothing to do right now."""
-    if view.missing or view.failure is not None:
+    if view.missing is not None or view.failure is not None:
         return True
     return view.entry is not None and key.kind.is_fresh(view.entry, now) and view.entry.fetched_at > replacing
 
 
-def _as_failed_refresh(outcome: Entry[Any] | QuantPulseError) -> Entry[Any] | QuantPulseError:
+def _as_failed_refresh(outcome: Fetched) -> Fetched:
     """A refresh that gets "not found" failed: the stale copy stays (docs/api.md, "Providers,
     fallback and demo data").
 
@@ -443,39 +448,46 @@ def _as_failed_refresh(outcome: Entry[Any] | QuantPulseError) -> Entry[Any] | Qu
     as Finnhub's all-zero quote) than a delisting, so it is recorded as a brief failure, not a
     negative entry.
     """
-    if isinstance(outcome, SymbolNotFound):
-        return ProvidersExhausted(f"refresh got not-found: {outcome.message}")
+    if isinstance(outcome, Missing):
+        return Failed(f"refresh got not-found: {outcome.message}")
     return outcome
 
 
-def _served(outcome: Entry[Any] | QuantPulseError, cache: str) -> Outcome:
-    return outcome if isinstance(outcome, QuantPulseError) else Served(outcome, cache)
+def _served(outcome: Fetched, cache: str) -> Outcome:
+    return Served(outcome, cache) if isinstance(outcome, Entry) else outcome
 
 
-def _capture(fetch: Callable[[], Entry[T]]) -> Entry[T] | QuantPulseError:
-    try:
-        return fetch()
-    except QuantPulseError as error:
-        return error
+def _lost(key: CacheKey) -> Failed:
+    return Failed(f"the fetch for {key.subject} did not complete")
 
 
-def _lost(key: CacheKey) -> ServiceUnavailable:
-    return ServiceUnavailable(f"The fetch for {key.instrument} did not complete.")
+def _timed_out(key: CacheKey) -> Failed:
+    return Failed(f"timed out waiting for another worker to fetch {key.subject}")
 
 
-def _timed_out(key: CacheKey) -> ProvidersExhausted:
-    return ProvidersExhausted(f"timed out waiting for another worker to fetch {key.instrument}")
+def _encode_failure(failure: Failed) -> str:
+    return json.dumps({"reason": failure.reason, "retry_after": failure.retry_after})
 
 
-def _encode_failure(error: ProvidersExhausted) -> str:
-    return json.dumps({"reason": error.reason, "retry_after": error.retry_after})
-
-
-def _decode_failure(blob: bytes | None) -> ProvidersExhausted | None:
+def _decode_failure(blob: bytes | None) -> Failed | None:
     if blob is None:
         return None
     try:
         data = json.loads(blob)
-        return ProvidersExhausted(data["reason"], retry_after=data.get("retry_after"))
+        return Failed(str(data["reason"]), retry_after=_whole_or_none(data.get("retry_after")))
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _decode_missing(blob: bytes | None) -> Missing | None:
+    """Any negative entry counts, whatever its body: it only exists to say "not found"."""
+    if blob is None:
+        return None
+    try:
+        return Missing(str(json.loads(blob)["message"]))
+    except (ValueError, KeyError, TypeError):
+        return Missing("not found")
+
+
+def _whole_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -15,7 +15,6 @@ from typing import Any, Generic, TypeVar
 
 from quantpulse.infra.namespace import NAMESPACE
 from quantpulse.models import decode, to_primitive
-from quantpulse.symbols import Instrument
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +52,17 @@ class Kind:
 
 @dataclass(frozen=True)
 class CacheKey:
+    """One cached thing: a kind, the subject it is about (``NSE:RELIANCE``) and a variant (a
+    history period). The engine knows nothing else about what a subject is."""
+
     kind: Kind
-    instrument: Instrument
+    subject: str
     variant: str = ""
 
     @property
     def _suffix(self) -> str:
         tail = f":{self.variant}" if self.variant else ""
-        return f"{self.kind.name}:{self.instrument.exchange}:{self.instrument.ticker}{tail}"
+        return f"{self.kind.name}:{self.subject}{tail}"
 
     @property
     def redis_key(self) -> str:
@@ -76,12 +78,23 @@ class CacheKey:
 
     @property
     def missing_key(self) -> str:
-        """One negative entry per instrument: a symbol that does not exist has no data of any kind."""
-        return missing_key(self.instrument)
+        """One negative entry per subject: a subject that does not exist has no data of any kind."""
+        return f"{NAMESPACE}:missing:{self.subject}"
 
 
-def missing_key(instrument: Instrument) -> str:
-    return f"{NAMESPACE}:missing:{instrument.exchange}:{instrument.ticker}"
+@dataclass(frozen=True)
+class Missing:
+    """A verdict that the subject does not exist; cached briefly as a negative entry."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """Nothing could be fetched just now; shared briefly so the fleet does not stampede."""
+
+    reason: str
+    retry_after: int | None = None
 
 
 @dataclass(frozen=True)

@@ -17,20 +17,18 @@ import pytest
 
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
-from quantpulse.cache.entry import CacheKey, Entry, Kind
+from quantpulse.cache.entry import CacheKey, Entry, Failed, Kind, Missing
 from quantpulse.cache.locks import FillLocks
 from quantpulse.cache.near import NearCache
 from quantpulse.config import Settings
-from quantpulse.errors import ProvidersExhausted, SymbolNotFound
 from quantpulse.infra.counters import COALESCED_WAITS, HITS, LOCK_TAKEOVERS, MISSES, STALE_SERVED, Stats
 from quantpulse.infra.namespace import STATS_KEY
 from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, connect_redis, embedded_store
 from quantpulse.models import Profile
-from quantpulse.symbols import Instrument
 
 PROFILE = Kind("profile", Profile, ttl=60, stale_ttl=600)
-RELIANCE = CacheKey(PROFILE, Instrument("RELIANCE", "NSE"))
-TCS = CacheKey(PROFILE, Instrument("TCS", "NSE"))
+RELIANCE = CacheKey(PROFILE, "NSE:RELIANCE")
+TCS = CacheKey(PROFILE, "NSE:TCS")
 
 
 def profile(name: str = "Reliance Industries Ltd") -> Profile:
@@ -69,10 +67,7 @@ class CountingFetch:
     def __call__(self) -> object:
         self.calls += 1
         self.release.wait(5)
-        result = self._outcome()
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return self._outcome()
 
 
 def shared_store(server: fakeredis.FakeServer) -> Store:
@@ -92,6 +87,7 @@ def make_engine(
 ) -> CacheEngine:
     stores = Stores(store, fallback=fallback, probe_interval=30)
     return CacheEngine(
+        [PROFILE],
         stores,
         Stats(store.client, stores.trouble),
         FillLocks(lock_ttl, max_hold=wait_timeout),
@@ -164,7 +160,7 @@ def test_a_failed_refresh_keeps_the_stale_copy(store):
     refresher = ManualExecutor()
     engine = make_engine(store, refresher=refresher)
     engine.get_or_fetch(RELIANCE, lambda: entry(age=120))
-    engine.get_or_fetch(RELIANCE, CountingFetch(lambda: ProvidersExhausted("all down")))
+    engine.get_or_fetch(RELIANCE, CountingFetch(lambda: Failed("all down")))
 
     refresher.run_all()
 
@@ -207,12 +203,11 @@ def test_entry_past_its_stale_window_is_a_miss(engine):
 
 
 def test_unknown_symbol_is_cached_as_a_negative_entry(engine, store):
-    fetch = CountingFetch(lambda: SymbolNotFound("no such symbol"))
+    fetch = CountingFetch(lambda: Missing("no such symbol"))
 
-    for _ in range(3):
-        with pytest.raises(SymbolNotFound):
-            engine.get_or_fetch(RELIANCE, fetch)
+    outcomes = [engine.get_or_fetch(RELIANCE, fetch) for _ in range(3)]
 
+    assert outcomes == [Missing("no such symbol")] * 3
     assert fetch.calls == 1
     assert 0 < store.client.ttl("qp:v1:missing:NSE:RELIANCE") <= 30
 
@@ -252,7 +247,7 @@ def test_many_keys_answer_hits_and_fetch_only_the_misses(engine):
 
     def fetch_many(keys):
         asked.extend(keys)
-        return {key: entry(key.instrument.ticker) for key in keys}
+        return {key: entry(key.subject) for key in keys}
 
     results = engine.get_or_fetch_many([RELIANCE, TCS], fetch_many)
 
@@ -267,7 +262,7 @@ def test_eviction_never_takes_statistics_budgets_or_health():
     store.client.set("qp:v1:health:twelvedata:cooldown", "{}")
 
     for ticker in ("A", "B", "C", "D", "E", "F"):
-        engine.get_or_fetch(CacheKey(PROFILE, Instrument(ticker, "NSE")), entry)
+        engine.get_or_fetch(CacheKey(PROFILE, f"NSE:{ticker}"), entry)
 
     assert store.client.hget("qp:v1:stats", "cache:hits") == b"7"
     assert store.client.exists("qp:v1:health:twelvedata:cooldown")
@@ -277,7 +272,7 @@ def test_embedded_store_stays_within_its_bound():
     engine = make_engine(embedded_store(max_entries=3))
 
     for ticker in ("A", "B", "C", "D", "E"):
-        engine.get_or_fetch(CacheKey(PROFILE, Instrument(ticker, "NSE")), entry)
+        engine.get_or_fetch(CacheKey(PROFILE, f"NSE:{ticker}"), entry)
 
     assert engine.entry_count() <= 3
 
@@ -356,21 +351,18 @@ def test_a_live_owner_keeps_its_lock_beyond_the_ttl(store):
 
 def test_a_failed_fill_is_shared_with_waiters_and_newcomers(server):
     owner, other = make_engine(shared_store(server)), make_engine(shared_store(server))
-    fetch = CountingFetch(lambda: ProvidersExhausted("twelvedata: transient", retry_after=7), block=True)
+    fetch = CountingFetch(lambda: Failed("twelvedata: transient", retry_after=7), block=True)
 
     with ThreadPoolExecutor(6) as pool:
         futures = [pool.submit((owner if i == 0 else other).get_or_fetch, RELIANCE, fetch) for i in range(6)]
         time.sleep(0.3)
         fetch.release.set()
-        errors = [future.exception(timeout=5) for future in futures]
-    with pytest.raises(ProvidersExhausted) as newcomer:
-        other.get_or_fetch(RELIANCE, fetch)
+        outcomes = [future.result(timeout=5) for future in futures]
+    newcomer = other.get_or_fetch(RELIANCE, fetch)
 
     assert fetch.calls == 1
     assert counts(other)[HITS] == 0, "a shared failure is not a cache hit"
-    assert all(isinstance(error, ProvidersExhausted) for error in errors)
-    assert {error.reason for error in errors} == {"twelvedata: transient"}
-    assert newcomer.value.retry_after == 7
+    assert set(outcomes) == {newcomer} == {Failed("twelvedata: transient", retry_after=7)}
 
 
 def test_waiters_give_up_at_their_deadline(server):
@@ -382,12 +374,12 @@ def test_waiters_give_up_at_their_deadline(server):
         filling = pool.submit(owner.get_or_fetch, RELIANCE, fetch)
         time.sleep(0.1)
         started = time.monotonic()
-        with pytest.raises(ProvidersExhausted, match="timed out"):
-            impatient.get_or_fetch(RELIANCE, fetch)
+        outcome = impatient.get_or_fetch(RELIANCE, fetch)
         waited = time.monotonic() - started
         fetch.release.set()
         filling.result(timeout=5)
 
+    assert isinstance(outcome, Failed) and "timed out" in outcome.reason
     assert waited < 1.5
 
 

@@ -16,9 +16,9 @@ import fakeredis
 import pytest
 import redis
 
-from quantpulse.cache.entry import Entry, encode_entry
+from quantpulse.cache.entry import CacheKey, Entry, Failed, Missing, encode_entry
 from quantpulse.cache.locks import FillLocks
-from quantpulse.errors import ProviderError, ProvidersExhausted, SymbolNotFound
+from quantpulse.errors import ProviderError
 from quantpulse.infra.counters import REFRESHES, Stats
 from quantpulse.infra.store import (
     CONNECTION,
@@ -59,7 +59,7 @@ def test_a_refresh_that_gets_not_found_keeps_the_stale_copy(store):
     engine = make_engine(store, refresher=refresher)
     store.client.set(RELIANCE.redis_key, encode_entry(stale_entry()))
 
-    first = engine.get_or_fetch(RELIANCE, CountingFetch(lambda: SymbolNotFound.of(RELIANCE.instrument)))
+    first = engine.get_or_fetch(RELIANCE, CountingFetch(lambda: Missing("No listing found for RELIANCE")))
     refresher.run_all()
     after = engine.get_or_fetch(RELIANCE, lambda: pytest.fail("a failed refresh is not retried at once"))
 
@@ -73,7 +73,7 @@ def test_a_failing_refresh_is_tried_once_not_on_every_stale_read(store):
     refresher = ManualExecutor()
     engine = make_engine(store, refresher=refresher)
     store.client.set(RELIANCE.redis_key, encode_entry(stale_entry()))
-    fetch = CountingFetch(lambda: ProvidersExhausted("twelvedata: transient"))
+    fetch = CountingFetch(lambda: Failed("twelvedata: transient"))
 
     answers = []
     for _ in range(20):
@@ -99,8 +99,8 @@ def test_a_real_entry_is_served_over_a_negative_entry(store):
 @pytest.mark.parametrize(
     "settled",
     [
-        (lambda key: (key.missing_key, json.dumps({"message": "gone"})), SymbolNotFound),
-        (lambda key: (key.failure_key, json.dumps({"reason": "down", "retry_after": 3})), ProvidersExhausted),
+        (lambda key: (key.missing_key, json.dumps({"message": "gone"})), Missing("gone")),
+        (lambda key: (key.failure_key, json.dumps({"reason": "down", "retry_after": 3})), Failed("down", 3)),
     ],
     ids=["verdict", "failure"],
 )
@@ -113,7 +113,7 @@ def test_the_lock_winner_takes_what_another_worker_settled_instead_of_fetching(s
 
     results = engine._fill(store, [RELIANCE], lambda keys: pytest.fail("must not fetch"))
 
-    assert isinstance(results[RELIANCE], expected)
+    assert results[RELIANCE] == expected
 
 
 # ---- corrupt entries are misses, never 500s ----------------------------------------------------
@@ -221,7 +221,7 @@ def test_fills_after_an_outage_coalesce_on_the_shared_store_again(server):
         engine._stores._probe_interval = 0.05
     server.connected = False
     for engine in engines:
-        engine.get_or_fetch(RELIANCE.__class__(RELIANCE.kind, RELIANCE.instrument, "outage"), entry)
+        engine.get_or_fetch(CacheKey(RELIANCE.kind, RELIANCE.subject, "outage"), entry)
     server.connected = True
     time.sleep(0.06)
     fetch = CountingFetch(block=True)
