@@ -10,9 +10,6 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
@@ -21,10 +18,9 @@ from quantpulse.config import Settings
 from quantpulse.infra.counters import Stats
 from quantpulse.infra.store import Stores
 from quantpulse.provider_chain import ProviderChain
-from quantpulse.providers.base import Provider, UpstreamGate
+from quantpulse.providers.base import UpstreamGate
+from quantpulse.providers.catalog import LIVE_PROVIDERS
 from quantpulse.providers.demo import DemoProvider
-from quantpulse.providers.finnhub import Finnhub
-from quantpulse.providers.twelvedata import TwelveData
 from quantpulse.service import Kinds, StockService
 from quantpulse.upstream.budget import CreditBudget, Window
 from quantpulse.upstream.guard import UpstreamGuard
@@ -74,12 +70,8 @@ def build_components(settings: Settings, stores: Stores) -> Components:
 
 
 def build_guard(settings: Settings, stores: Stores, stats: Stats) -> UpstreamGuard:
-    fingerprints = {
-        "twelvedata": key_fingerprint(settings.twelvedata_api_key),
-        "finnhub": key_fingerprint(settings.finnhub_api_key),
-    }
     health = ProviderHealth(
-        fingerprints,
+        {p.name: key_fingerprint(p.api_key(settings)) for p in LIVE_PROVIDERS},
         HealthSettings(
             plan_cooldown=settings.plan_cooldown,
             circuit_failures=settings.circuit_failures,
@@ -87,25 +79,15 @@ def build_guard(settings: Settings, stores: Stores, stats: Stats) -> UpstreamGua
             probe_ttl=int(settings.provider_timeout * 2) + 1,
         ),
     )
-    return UpstreamGuard(stores, stats, CreditBudget(budget_windows(settings)), health)
+    credits_headers = {p.name: (p.credits_header, p.credits_window) for p in LIVE_PROVIDERS}
+    return UpstreamGuard(stores, stats, CreditBudget(budget_windows(settings)), health, credits_headers)
 
 
 def budget_windows(settings: Settings) -> dict[str, tuple[Window, ...]]:
     """The limits that are set; an unset variable means no budget of that kind."""
-    minute = settings.quota_minute_seconds
-    limits = {
-        "twelvedata": (
-            ("minute", minute, settings.twelvedata_credits_per_minute),
-            ("day", minute * 1440, settings.twelvedata_credits_per_day),
-        ),
-        "finnhub": (
-            ("second", minute / 60, settings.finnhub_calls_per_second),
-            ("minute", minute, settings.finnhub_calls_per_minute),
-        ),
-    }
     return {
-        provider: tuple(Window(name, seconds, limit) for name, seconds, limit in windows if limit)
-        for provider, windows in limits.items()
+        p.name: tuple(Window(w.name, w.seconds, w.limit) for w in p.limits(settings) if w.limit)
+        for p in LIVE_PROVIDERS
     }
 
 
@@ -126,36 +108,12 @@ def fill_wait_timeout(settings: Settings) -> float:
 
 
 def build_chain(settings: Settings, gate: UpstreamGate) -> ProviderChain:
-    """The live providers of the configured mode (docs/api.md, "Providers, fallback and demo data")."""
+    """The live providers of the configured mode, in order (docs/api.md, "Providers, fallback and
+    demo data")."""
     mode = settings.stock_provider
-    common = {"timeout": settings.provider_timeout, "gate": gate}
-    live: dict[str, Provider] = {}
-    if settings.twelvedata_api_key and mode in ("auto", "twelvedata"):
-        live["twelvedata"] = TwelveData(
-            session=pooled_session(settings.batch_concurrency),
-            base_url=settings.twelvedata_base_url,
-            api_key=settings.twelvedata_api_key,
-            **common,
-        )
-    if settings.finnhub_api_key and mode in ("auto", "finnhub"):
-        live["finnhub"] = Finnhub(
-            session=pooled_session(settings.batch_concurrency),
-            base_url=settings.finnhub_base_url,
-            api_key=settings.finnhub_api_key,
-            executor=ThreadPoolExecutor(settings.batch_concurrency, thread_name_prefix="finnhub"),
-            **common,
-        )
+    live = [p.build(settings, gate) for p in LIVE_PROVIDERS if p.configured(settings)]
     idle_reason = {
         "auto": "no live provider configured",
         "demo": "STOCK_PROVIDER=demo",
     }.get(mode, f"{mode} is not configured (set {mode.upper()}_API_KEY)")
-    return ProviderChain(live.values(), allow_demo=mode in ("auto", "demo"), idle_reason=idle_reason)
-
-
-def pooled_session(pool_size: int) -> requests.Session:
-    """Keep-alive connections to a provider, enough for one batch fanned out in parallel."""
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+    return ProviderChain(live, allow_demo=mode in ("auto", "demo"), idle_reason=idle_reason)

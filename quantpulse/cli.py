@@ -28,6 +28,7 @@ from quantpulse.infra.store import BACKEND_EMBEDDED
 from quantpulse.logs import log_level_at_least, redact
 from quantpulse.models import Quote
 from quantpulse.periods import PERIODS, SUPPORTED_PERIODS
+from quantpulse.providers import catalog
 from quantpulse.service import MAX_BATCH_INSTRUMENTS, Answer, BatchResult, StockService
 from quantpulse.symbols import ParsedSymbol, parse_symbol
 
@@ -312,8 +313,9 @@ def check_keys(ctx: click.Context, symbol: str) -> None:
 
 def why_not_configured(provider: str, mode: str) -> str:
     """Auto's chain and the provider's own mode take the provider once its key is set; others never."""
-    if mode in ("auto", provider):
-        return f"no {provider.upper()}_API_KEY; mode {mode} would use it"
+    descriptor = catalog.BY_NAME[provider]
+    if descriptor.used_by(mode):
+        return f"no {descriptor.key_variable}; mode {mode} would use it"
     return f"not in the chain of mode {mode}"
 
 

@@ -14,11 +14,12 @@ from quantpulse.errors import FailureKind
 from quantpulse.infra import counters
 from quantpulse.infra.store import BACKEND_REDIS, ERROR_KINDS
 from quantpulse.periods import SUPPORTED_PERIODS
+from quantpulse.providers import catalog
 from quantpulse.service import StockService
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import STATE_COOLDOWN, STATE_DISABLED, STATE_OK
 
-LIVE_PROVIDERS = {"twelvedata": "TwelveData", "finnhub": "Finnhub"}
+LIVE_PROVIDERS = {provider.name: provider.title for provider in catalog.LIVE_PROVIDERS}
 # Not in the chain of the configured mode (no key, or another mode): by design, not a fault.
 # ``disabled`` is kept for a configured key the provider rejected.
 STATE_NOT_CONFIGURED = "not_configured"

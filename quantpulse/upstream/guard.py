@@ -23,12 +23,6 @@ from quantpulse.upstream.health import ProviderHealth
 
 T = TypeVar("T")
 
-# Headers by which providers say how much is left, and which of our windows they describe.
-_LEFT_HEADERS = {
-    "twelvedata": ("api-credits-left", "minute"),
-    "finnhub": ("X-Ratelimit-Remaining", "minute"),
-}
-
 
 class UpstreamGuard:
     def __init__(
@@ -37,12 +31,16 @@ class UpstreamGuard:
         stats: Stats,
         budget: CreditBudget,
         health: ProviderHealth,
+        credits_headers: Mapping[str, tuple[str, str]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``credits_headers``: per provider, the answer header that says how many credits are
+        left and which budget window it describes."""
         self._stores = stores
         self._stats = stats
         self._budget = budget
         self._health = health
+        self._credits_headers = dict(credits_headers or {})
         self._clock = clock
 
     def admit(
@@ -81,7 +79,7 @@ class UpstreamGuard:
         self._stats.upstream_call(provider, endpoint, error, seconds)
         now = self._clock()
         self._on_store(lambda client: self._health.observe(client, provider, endpoint, exchange, error, now))
-        header, window = _LEFT_HEADERS.get(provider, ("", ""))
+        header, window = self._credits_headers.get(provider, ("", ""))
         left = (headers or {}).get(header)
         if left is not None and left.isdigit() and self._budget.limited(provider):
             with contextlib.suppress(ProviderError):  # a correction can wait for the next answer
