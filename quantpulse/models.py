@@ -85,6 +85,18 @@ def to_primitive(value: Any) -> Any:
     return value
 
 
+# No price, volume or market cap comes near this; a bigger value was not written by us.
+_DECIMAL_LIMIT = Decimal("1e18")
+
+
+def _finite_decimal(value: Any) -> Decimal:
+    """A number as we write it: finite and of a sane size (rounding ``1E+30`` to 2 dp fails)."""
+    number = Decimal(value)
+    if not number.is_finite() or abs(number) >= _DECIMAL_LIMIT:
+        raise ValueError(f"not a plausible amount: {value!r}")
+    return number
+
+
 # What JSON may hold for a plain hint.
 _PLAIN: dict[Any, tuple[type, ...]] = {str: (str,), int: (int,), float: (float, int), bool: (bool,)}
 
@@ -105,7 +117,7 @@ def _from_primitive(hint: Any, value: Any) -> Any:
         item = typing.get_args(hint)[0]
         return tuple(_from_primitive(item, v) for v in value)
     if hint is Decimal:
-        return Decimal(value)
+        return _finite_decimal(value)
     if hint is datetime:
         return datetime.fromisoformat(value)
     if dataclasses.is_dataclass(hint):

@@ -13,11 +13,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import redis
+
 from quantpulse import companies
 from quantpulse.cache.engine import CacheEngine, Fetched, Outcome
 from quantpulse.cache.entry import MISS, STALE, CacheKey, Entry, Failed, Kind, Missing, Served
 from quantpulse.config import Settings
-from quantpulse.errors import BadRequest, ProviderError, ProvidersExhausted, QuantPulseError, SymbolNotFound
+from quantpulse.errors import (
+    BadRequest,
+    ProviderError,
+    ProvidersExhausted,
+    QuantPulseError,
+    ServiceUnavailable,
+    SymbolNotFound,
+)
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
 from quantpulse.models import History, Profile, Quote
@@ -187,7 +196,12 @@ class StockService:
         subject = _subject(instrument)
         keys = [CacheKey(self.kinds.quote, subject), CacheKey(self.kinds.profile, subject)]
         keys += [CacheKey(self.kinds.history, subject, name) for name in PERIODS]
-        return self.cache.delete([key.redis_key for key in keys] + [keys[0].missing_key])
+        try:
+            return self.cache.delete([key.redis_key for key in keys] + [keys[0].missing_key])
+        except redis.RedisError:
+            raise ServiceUnavailable(
+                "The shared cache refused the request; nothing was dropped.", retry_after=5
+            ) from None
 
     def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Answer[Quote] | QuantPulseError]:
         return self._serve(
@@ -243,7 +257,7 @@ class StockService:
         return dataclasses.replace(entry, value=dataclasses.replace(quote, company_name=name))
 
     def _with_market_cap(self, instrument: Instrument, entry: Entry[Profile]) -> Entry[Profile]:
-        """Twelve Data's profile has no market cap: ask the other live providers once each.
+        """Twelve Data's profile has no market cap: ask the other live providers that have one.
 
         Inside the same fill (one per profile key) and through the same gate, so within the
         budgets; a failure or an empty answer leaves it null until the next refresh.
@@ -251,7 +265,7 @@ class StockService:
         for provider in self.chain.providers:
             if entry.value.market_cap is not None:
                 break
-            if provider.name == entry.source:
+            if provider.name == entry.source or not provider.profile_has_market_cap:
                 continue
             try:
                 market_cap = provider.profile(instrument).market_cap

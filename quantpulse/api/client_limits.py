@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, request
-from flask_limiter import Limiter
+from flask import Flask, Response, request
+from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from quantpulse.config import Settings
 from quantpulse.infra.namespace import NAMESPACE
 from quantpulse.infra.store import BACKEND_REDIS, RedisTrouble, Stores
+
+_LIMITER_RETRY_AFTER = "X-Limiter-Retry-After"
 
 
 def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Limiter | None:
@@ -31,6 +33,7 @@ def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Li
     shared = stores.backend == BACKEND_REDIS and settings.redis_url
     _count_swallowed_errors(logging.getLogger("flask-limiter"), stores.trouble)
     pool = {"connection_pool": stores.primary.client.connection_pool} if shared else {}
+    _retry_after_only_when_limited(app)  # registered first, so it runs after the limiter's hook
     return Limiter(
         get_remote_address,
         app=app,
@@ -43,10 +46,26 @@ def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Li
         # work per request (the benchmark measured the moving window's cost).
         strategy="sliding-window-counter",
         headers_enabled=True,
-        # The store being down must not turn into 500s: count in memory until it is back.
+        header_name_mapping={HeaderNames.RETRY_AFTER: _LIMITER_RETRY_AFTER},
+        # A Redis error must not become a 500, and must affect only its own request: that one
+        # request goes unlimited (counted as Redis trouble). Flask-Limiter's in-memory fallback
+        # would instead switch the whole worker to per-process limits for up to half a minute.
         swallow_errors=True,
-        in_memory_fallback_enabled=True,
+        in_memory_fallback_enabled=False,
     )
+
+
+def _retry_after_only_when_limited(app: Flask) -> None:
+    """Flask-Limiter sets Retry-After on every answer it limits, overwriting a 503's own (the
+    known cooldown) with its window's reset. It writes to a header of its own instead; only a
+    429 turns that into Retry-After."""
+
+    @app.after_request
+    def move_retry_after(response: Response) -> Response:
+        limiter_says = response.headers.pop(_LIMITER_RETRY_AFTER, None)
+        if response.status_code == 429 and limiter_says is not None:
+            response.headers["Retry-After"] = limiter_says
+        return response
 
 
 class _SwallowedStoreErrors(logging.Filter):

@@ -169,12 +169,24 @@ class CacheEngine:
         return self._read_anywhere([key])[1][key].entry
 
     def delete(self, keys: Sequence[str]) -> int:
+        """Drop these records everywhere; raises ``redis.RedisError`` (noted) if the store refused."""
         self._near.drop(keys)
-        return int(self._stores.active().client.delete(*keys))
+        store = self._stores.active()
+        try:
+            return int(store.client.delete(*keys))
+        except redis.RedisError as error:
+            self._stores.note(store, error)
+            raise
 
-    def entry_count(self) -> int:
-        """Data entries in the store (a SCAN: meant for the status page, not the hot path)."""
-        return len(_scan(self._stores.active().client, _prefixes(self._kind_names)))
+    def entry_count(self) -> int | None:
+        """Data entries in the store (a SCAN: for the status page, not the hot path); None when
+        the store cannot say right now."""
+        store = self._stores.active()
+        try:
+            return len(_scan(store.client, _prefixes(self._kind_names)))
+        except redis.RedisError as error:
+            self._stores.note(store, error)
+            return None
 
     def clear(self) -> int:
         """Delete every entry, negative entry, failure record and fill lock; returns how many.
@@ -288,22 +300,29 @@ class CacheEngine:
         """Entries, verdicts and failure records; best effort, the answer is served regardless."""
         if not outcomes:
             return
-        try:
-            self._make_room(store, len(outcomes), self._evictable)
+
+        def write() -> None:  # built afresh for a retry: a failed pipeline has lost its commands
             pipe = store.client.pipeline(transaction=False)
             for key, outcome in outcomes.items():
                 if isinstance(outcome, Entry):
                     pipe.set(key.redis_key, encode_entry(outcome), ex=key.kind.lifetime)
                     pipe.delete(key.failure_key)
-                    self._near.put(key, outcome)
                 elif isinstance(outcome, Missing):
                     pipe.set(key.missing_key, json.dumps({"message": outcome.message}), ex=self._negative_ttl)
                 elif isinstance(outcome, Failed) and self._failure_ttl:
                     pipe.set(key.failure_key, _encode_failure(outcome), ex=self._failure_ttl)
-            retry_idempotent(pipe.execute)  # SET and DEL may safely run twice
+            pipe.execute()
+
+        try:
+            self._make_room(store, len(outcomes), self._evictable)
+            retry_idempotent(write)  # SET and DEL may safely run twice
         except redis.RedisError as error:
-            self._stores.failed(store, error)
+            self._stores.note(store, error)
             log.debug("could not write %d cache entries: %s", len(outcomes), error)
+            return
+        for key, outcome in outcomes.items():
+            if isinstance(outcome, Entry):
+                self._near.put(key, outcome)
 
     def _release(self, store: Store, leases: dict[CacheKey, Lease]) -> None:
         try:
@@ -337,10 +356,12 @@ class CacheEngine:
     def _await_fills(
         self, store: Store, keys: list[CacheKey], holder_left: float, deadline: float
     ) -> dict[CacheKey, Outcome]:
-        """Wait until a fill lands (woken by push), the holder's lock lapses, or the deadline.
+        """Wait until a fill lands (woken by push), the holder lets go, or the deadline.
 
         A push can be missed (the listener is resubscribing after an outage, or its connection
         died silently), so the store is also re-read now and then: never sleep to the lock's end.
+        A holder can also finish without settling a key (its write was refused): once its lock is
+        gone, the keys left unsettled go back to ``_fill`` to compete for the lock again.
         """
         until = min(time.monotonic() + holder_left + 0.05, deadline)
         with self._notifier.waiting_for([key.redis_key for key in keys]) as filled:
@@ -351,11 +372,20 @@ class CacheEngine:
                 filled.clear()
                 rest = [key for key in keys if key not in settled]
                 settled.update(_settled(self._read(store, rest)))
+                if self._any_lock_released(store, [key for key in rest if key not in settled]):
+                    break
         if time.monotonic() >= deadline:
             for key in keys:
                 settled.setdefault(key, _timed_out(key))
         self._stats.incr(counters.COALESCED_WAITS, len(settled))
         return settled
+
+    @staticmethod
+    def _any_lock_released(store: Store, keys: list[CacheKey]) -> bool:
+        if not keys:
+            return False
+        held = retry_idempotent(lambda: store.client.exists(*(key.lock_key for key in keys)))
+        return int(held) < len(keys)
 
     def _wait_in_process(self, flights: dict[CacheKey, Any]) -> dict[CacheKey, Outcome]:
         results: dict[CacheKey, Outcome] = {}
@@ -390,7 +420,7 @@ class CacheEngine:
         try:
             taken, _ = self._locks.acquire(store.client, by_lock)
         except redis.RedisError as error:
-            self._stores.failed(store, error)
+            self._stores.note(store, error)
             return
         if taken:
             leases = {by_lock[lease.key]: lease for lease in taken}

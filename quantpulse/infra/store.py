@@ -37,6 +37,7 @@ BACKEND_REDIS = "redis"
 BACKEND_EMBEDDED = "embedded"
 FALLBACK_MAX_ENTRIES = 1000
 PROBE_INTERVAL = 0.25  # seconds between two checks of a shared store that failed
+PROBE_PATIENCE = 0.05  # seconds a request waits for another thread's probe verdict
 EPISODE_QUIET = 30.0  # seconds without an error of a kind before the next one is a new episode
 
 # The kinds of Redis trouble operators see (docs/redis-plans.md).
@@ -205,44 +206,54 @@ class Stores:
         return self._fallback
 
     def failed(self, store: Store, error: redis.RedisError) -> Store:
-        """Record ``error`` on ``store`` and return where this request carries on.
+        """Note ``error`` on ``store`` and return where this request carries on; re-raised when
+        there is nowhere else to go (the embedded store has no fallback)."""
+        self.note(store, error)
+        if store is not self.primary or self._fallback is None:
+            raise error
+        return self._fallback
 
-        Only a store that is unreachable sends the whole worker to the fallback. A full pool, a
-        refused new connection (``maxclients``) or a refused write (OOM) affects just this
-        request, which is served as if the store were down: the worker's other connections
-        still work. Re-raised when there is nowhere else to go.
+    def note(self, store: Store, error: redis.RedisError) -> None:
+        """Count ``error``, and send the worker to the fallback if the shared store is unreachable.
+
+        A full pool, a refused new connection (``maxclients``) or a refused write (OOM) affects
+        just the request that met it, which is served as if the store were down: the worker's
+        other connections still work. For best-effort work (writes, releases): never raises.
         """
         kind = self.trouble.record(error)
         if store is not self.primary or self._fallback is None:
-            raise error
+            return
         if not isinstance(error, PoolExhausted) and kind in (CONNECTION, TIMEOUT):
             with self._lock:
                 if not self._down:
                     log.warning("shared store unreachable (%s); using the in-process fallback", error)
                 self._down = True
                 self._next_probe = self._clock() + self._probe_interval
-        return self._fallback
 
     def _probe(self) -> bool:
         """At most one PING per interval per worker; True (and back to normal) once it answers.
 
-        Requests that arrive while a probe is under way wait for its verdict (bounded by the
-        socket timeout) instead of filling on the fallback beside a store that is back.
+        Requests that arrive while a probe is under way wait briefly for its verdict (a store
+        that is back answers in a millisecond) rather than fill on the fallback beside it; a
+        store that hangs costs them no more than ``PROBE_PATIENCE``.
         """
         if not self._probe_due():
             return not self._down
-        with self._probing:
+        if not self._probing.acquire(timeout=PROBE_PATIENCE):
+            return not self._down
+        try:
             if not self._probe_due():
                 return not self._down
-            try:
-                self.primary.client.ping()
-            except redis.RedisError as error:
-                self.trouble.record(error)
-                with self._lock:
-                    self._next_probe = self._clock() + self._probe_interval
-                return False
+            self.primary.client.ping()
+        except redis.RedisError as error:
+            self.trouble.record(error)
             with self._lock:
-                self._down = False
+                self._next_probe = self._clock() + self._probe_interval
+            return False
+        finally:
+            self._probing.release()
+        with self._lock:
+            self._down = False
         log.info("shared store answers again; back from the in-process fallback")
         return True
 
@@ -251,11 +262,17 @@ class Stores:
             return self._down and self._clock() >= self._next_probe
 
     def problem(self) -> str | None:
-        """Why the shared store cannot be used right now, or None when it answers a PING."""
+        """Why the shared store cannot be used right now, or None when it answers a PING.
+
+        A refused client (``maxclients``) or a full pool is an answer too: the store is up, only
+        busy, and routing traffic away from this instance would not help it.
+        """
         try:
             self.primary.client.ping()
         except redis.RedisError as error:
-            self.trouble.record(error)
+            kind = self.trouble.record(error)
+            if isinstance(error, PoolExhausted) or kind == REFUSED:
+                return None
             return f"{self.primary.backend} store unreachable: {type(error).__name__}"
         with self._lock:
             self._down = False

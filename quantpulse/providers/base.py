@@ -31,6 +31,8 @@ class Provider(Protocol):
     """What the service asks of every source of market data."""
 
     name: str
+    # Whether its profile says what the company is worth (Twelve Data's /profile does not).
+    profile_has_market_cap: bool
 
     def quotes(self, instruments: Sequence[Instrument]) -> dict[Instrument, QuoteOutcome]:
         """Quotes for several instruments; one instrument's failure never fails the others."""
@@ -70,6 +72,7 @@ class HttpProvider:
     """Shared plumbing of live providers: session, timeout, auth header, gate, one transient retry."""
 
     name = "http"
+    profile_has_market_cap = True
 
     def __init__(
         self,

@@ -76,6 +76,7 @@ class DemoProvider:
     """Demo data for any well-formed ticker, flagged as demo by the service."""
 
     name = "demo"
+    profile_has_market_cap = True
 
     def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
         self._clock = clock

@@ -41,6 +41,7 @@ class TwelveData(HttpProvider):
     """Primary provider. Always sends the plain ticker with ``exchange=`` (never ``.NSE``)."""
 
     name = "twelvedata"
+    profile_has_market_cap = False  # /profile has none; /statistics costs far more than a free plan
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"Authorization": f"apikey {api_key}"}

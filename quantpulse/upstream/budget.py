@@ -1,9 +1,11 @@
 """A credit budget per provider, shared by the whole fleet through the store.
 
 Twelve Data's free plan gives 8 credits a minute and 800 a day (a batch of N symbols costs N, a
-profile 10); Finnhub allows 60 calls a minute and 30 a second. Each limit is a fixed window
-counted in one store key; a Lua script checks every window and reserves the cost in all of
-them at once, so concurrent workers can never overspend between a check and a charge.
+profile 10); Finnhub allows 60 calls a minute and 30 a second. Each limit is a fixed window,
+counted in a field of one hash per provider and window kind; a Lua script checks every window
+and reserves the cost in all of them at once, so concurrent workers can never overspend between
+a check and a charge. The hashes have no expiry (ended windows are pruned by the script), so a
+``volatile-lru`` Redis that is full evicts cache entries, never a count of credits spent.
 
 A request sent just before a window ends may reach the provider just after, and count there in
 the next window. So a request sent within ``edge`` of the end is charged to both windows: every
@@ -17,29 +19,35 @@ from dataclasses import dataclass
 import redis
 
 from quantpulse.infra.namespace import NAMESPACE
+from quantpulse.infra.store import retry_idempotent
 
-# KEYS: one counter per window. ARGV: cost, partial (1: grant what fits), then limit and
-# expiry (ms) per window. Returns {granted, index of the window that refused (0: none)}.
+# Each window kind of a provider is one hash without expiry (so no eviction policy can drop a
+# count and hand out a plan twice): field = window number, value = credits charged in it.
+# KEYS: the hashes; ARGV: cost, partial (1: grant what fits), then limit and window number per
+# key. Ended windows are pruned as new ones are charged. Returns {granted, refusing key (0: none)}.
 _RESERVE = """
 local cost = tonumber(ARGV[1])
 local grant = cost
 local refused = 0
 for i, key in ipairs(KEYS) do
-  local left = tonumber(ARGV[1 + 2 * i]) - tonumber(redis.call('get', key) or '0')
+  local left = tonumber(ARGV[1 + 2 * i]) - tonumber(redis.call('hget', key, ARGV[2 + 2 * i]) or '0')
   if left < grant then grant = left; refused = i end
 end
 if grant < 1 or (ARGV[2] ~= '1' and grant < cost) then return {0, refused} end
 for i, key in ipairs(KEYS) do
-  redis.call('incrby', key, grant)
-  redis.call('pexpire', key, ARGV[2 + 2 * i])
+  local window = tonumber(ARGV[2 + 2 * i])
+  redis.call('hincrby', key, ARGV[2 + 2 * i], grant)
+  for _, field in ipairs(redis.call('hkeys', key)) do
+    if tonumber(field) < window - 1 then redis.call('hdel', key, field) end
+  end
 end
 return {grant, 0}
 """
 # Raise a window's count to what the provider says is used; never lower it.
 _CORRECT = """
-local used = tonumber(ARGV[1])
-if used > tonumber(redis.call('get', KEYS[1]) or '0') then
-  redis.call('set', KEYS[1], used, 'PX', ARGV[2])
+local used = tonumber(ARGV[2])
+if used > tonumber(redis.call('hget', KEYS[1], ARGV[1]) or '0') then
+  redis.call('hset', KEYS[1], ARGV[1], used)
 end
 return 0
 """
@@ -59,20 +67,21 @@ class Window:
         quarter of a shorter window (Finnhub's second, a compressed test minute)."""
         return min(1.0, self.seconds / 4)
 
-    def key(self, provider: str, now: float) -> str:
-        return f"{NAMESPACE}:budget:{provider}:{self.name}:{int(now // self.seconds)}"
+    def key(self, provider: str) -> str:
+        """The hash of this window kind: ``qp:v1:budget:twelvedata:minute``."""
+        return f"{NAMESPACE}:budget:{provider}:{self.name}"
 
-    def keys(self, provider: str, now: float) -> list[str]:
+    def number(self, now: float) -> int:
+        """Which window ``now`` falls in (its field in the hash)."""
+        return int(now // self.seconds)
+
+    def numbers(self, now: float) -> list[int]:
         """The windows a request sent ``now`` may be counted in by the provider."""
-        keys = [self.key(provider, now)]
-        late = self.key(provider, now + self.edge)
-        return keys if late == keys[0] else [*keys, late]
+        first, late = self.number(now), self.number(now + self.edge)
+        return [first] if late == first else [first, late]
 
     def resets_in(self, now: float) -> float:
-        return (int(now // self.seconds) + 1) * self.seconds - now
-
-    def expiry_ms(self) -> int:
-        return int(self.seconds * 2000)
+        return (self.number(now) + 1) * self.seconds - now
 
 
 @dataclass(frozen=True)
@@ -108,10 +117,10 @@ class CreditBudget:
         keys: list[str] = []
         owners: list[Window] = []
         for window in windows:
-            for key in window.keys(provider, now):
-                keys.append(key)
+            for number in window.numbers(now):
+                keys.append(window.key(provider))
                 owners.append(window)
-                args += [window.limit, window.expiry_ms()]
+                args += [window.limit, number]
         granted, refused = client.eval(_RESERVE, len(keys), *keys, *args)
         if granted:
             return Reservation(int(granted))
@@ -122,7 +131,14 @@ class CreditBudget:
         windows = self._windows.get(provider, ())
         if not windows:
             return {}
-        used = client.mget([window.key(provider, now) for window in windows])
+
+        def read() -> list[bytes | None]:
+            pipe = client.pipeline(transaction=False)
+            for window in windows:
+                pipe.hget(window.key(provider), str(window.number(now)))
+            return pipe.execute()
+
+        used = retry_idempotent(read)
         return {w.name: max(0, w.limit - int(u or 0)) for w, u in zip(windows, used, strict=True)}
 
     def correct(self, client: redis.Redis, provider: str, window_name: str, left: int, now: float) -> None:
@@ -130,4 +146,4 @@ class CreditBudget:
         for window in self._windows.get(provider, ()):
             if window.name == window_name:
                 used = max(0, window.limit - left)
-                client.eval(_CORRECT, 1, window.key(provider, now), used, window.expiry_ms())
+                client.eval(_CORRECT, 1, window.key(provider), window.number(now), used)

@@ -135,5 +135,5 @@ class UpstreamGuard:
         try:
             return action(self._stores.primary.client)
         except redis.RedisError as error:
-            self._stores.failed(self._stores.primary, error)
+            self._stores.note(self._stores.primary, error)
             raise budget_unreachable(provider) from error

@@ -21,6 +21,7 @@ from quantpulse.cache.locks import FillLocks
 from quantpulse.errors import ProviderError
 from quantpulse.infra.counters import REFRESHES, Stats
 from quantpulse.infra.store import (
+    BACKEND_REDIS,
     CONNECTION,
     OOM,
     REFUSED,
@@ -123,6 +124,9 @@ def test_the_lock_winner_takes_what_another_worker_settled_instead_of_fetching(s
     "blob",
     [
         lambda good: {**good, "value": {**good["value"], "market_cap": "n/a"}},  # InvalidOperation
+        lambda good: {**good, "value": {**good["value"], "market_cap": "Infinity"}},
+        lambda good: {**good, "value": {**good["value"], "market_cap": "NaN"}},
+        lambda good: {**good, "value": {**good["value"], "market_cap": "1E+30"}},  # fails rounding
         lambda good: {**good, "value": ["not", "an", "object"]},  # AttributeError
         lambda good: {**good, "value": {**good["value"], "employees": "many"}},  # wrong type
         lambda good: {**good, "value": {**good["value"], "employees": True}},  # a bool is no count
@@ -130,7 +134,18 @@ def test_the_lock_winner_takes_what_another_worker_settled_instead_of_fetching(s
         lambda good: {**good, "source": 42},
         lambda good: [good],
     ],
-    ids=["bad-decimal", "list-value", "text-count", "bool-count", "unknown-field", "bad-source", "list"],
+    ids=[
+        "bad-decimal",
+        "infinite",
+        "nan",
+        "huge",
+        "list-value",
+        "text-count",
+        "bool-count",
+        "unknown-field",
+        "bad-source",
+        "list",
+    ],
 )
 def test_a_corrupt_entry_is_a_miss_and_is_overwritten(store, blob):
     engine = make_engine(store)
@@ -169,30 +184,82 @@ def test_a_hung_fill_stops_being_extended_so_a_waiter_can_take_over(store):
     assert store.client.get("qp:v1:lock:hung") is None, "expired once the keeper let it go"
 
 
+class FlakyPipelines(fakeredis.FakeRedis):
+    """A client whose next pipeline fails once: before it runs (``lose="request"``) or after it
+    ran on the server (``lose="reply"``), as a connection that dies mid-command would."""
+
+    def __init__(self, *args, lose: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lose: str | None = lose
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def flaky_execute(raise_on_error=True):
+            lose, self.lose = self.lose, None
+            if lose == "request":
+                raise redis.ConnectionError("Connection reset by peer")
+            result = execute(raise_on_error)
+            if lose == "reply":
+                raise redis.ConnectionError("Connection reset by peer")
+            return result
+
+        pipe.execute = flaky_execute
+        return pipe
+
+
+class RefusesWrites(fakeredis.FakeRedis):
+    """Lock scripts run, but a pipeline that writes entries is refused as under ``noeviction``."""
+
+    def pipeline(self, transaction=True, shard_hint=None):
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def refusing_execute(raise_on_error=True):
+            if any(command[0][0] == "SET" for command in pipe.command_stack):
+                pipe.reset()
+                raise redis.OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+            return execute(raise_on_error)
+
+        pipe.execute = refusing_execute
+        return pipe
+
+
 def test_a_retried_acquire_that_finds_its_own_token_holds_the_lock(server):
     """The first attempt ran on the server but its reply was lost with the connection."""
-
-    class LosesFirstReply(fakeredis.FakeRedis):
-        lost = False
-
-        def pipeline(self, transaction=True, shard_hint=None):
-            pipe = super().pipeline(transaction, shard_hint)
-            execute = pipe.execute
-
-            def execute_then_lose_reply(raise_on_error=True):
-                result = execute(raise_on_error)
-                if not LosesFirstReply.lost:
-                    LosesFirstReply.lost = True
-                    raise redis.ConnectionError("Connection reset by peer")
-                return result
-
-            pipe.execute = execute_then_lose_reply
-            return pipe
-
     locks = FillLocks(5, max_hold=30)
-    taken, held = locks.acquire(LosesFirstReply(server=server), ["qp:v1:lock:y"])
+    taken, held = locks.acquire(FlakyPipelines(server=server, lose="reply"), ["qp:v1:lock:y"])
 
     assert [lease.key for lease in taken] == ["qp:v1:lock:y"] and held == {}
+
+
+def test_a_write_whose_connection_broke_is_sent_again_in_full(server):
+    engine = make_engine(Store(FlakyPipelines(server=server, lose="request"), BACKEND_REDIS))
+
+    engine.get_or_fetch(RELIANCE, entry)
+
+    assert shared_store(server).client.get(RELIANCE.redis_key) is not None
+
+
+def test_waiters_compete_again_when_the_holder_could_not_write(server):
+    """The holder's write was refused (OOM): waiters must not sleep until its 30 s lock lapses."""
+    owner = make_engine(Store(RefusesWrites(server=server), BACKEND_REDIS), lock_ttl=30)
+    waiter = make_engine(shared_store(server))
+    fetch = CountingFetch(block=True)
+
+    with ThreadPoolExecutor(2) as pool:
+        filling = pool.submit(owner.get_or_fetch, RELIANCE, fetch)
+        time.sleep(0.1)
+        started = time.monotonic()
+        waiting = pool.submit(waiter.get_or_fetch, RELIANCE, entry)
+        time.sleep(0.2)
+        fetch.release.set()
+        result = waiting.result(timeout=5)
+        filling.result(timeout=5)
+
+    assert time.monotonic() - started < 2
+    assert result.cache == "miss", "it fetched for itself once the holder let go"
 
 
 # ---- recovery and waiting -----------------------------------------------------------------------
@@ -238,9 +305,9 @@ def test_fills_after_an_outage_coalesce_on_the_shared_store_again(server):
 
 def test_waiters_poll_while_the_fill_listener_cannot_subscribe(server):
     """Right after Redis comes back the listener may not be subscribed yet: a waiter must not
-    sleep until the (here 30 s) lock lapses."""
-    unsubscribed = Store(fakeredis.FakeRedis(server=server), "redis", pubsub=dead_redis().client)
-    owner, waiter = make_engine(shared_store(server)), make_engine(unsubscribed, lock_ttl=30)
+    sleep until the holder's 30 s lock lapses."""
+    unsubscribed = Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS, pubsub=dead_redis().client)
+    owner, waiter = make_engine(shared_store(server), lock_ttl=30), make_engine(unsubscribed)
     fetch = CountingFetch(block=True)
 
     with ThreadPoolExecutor(2) as pool:

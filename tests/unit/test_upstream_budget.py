@@ -93,8 +93,16 @@ def test_a_provider_without_limits_is_never_refused(budget, client):
     assert budget.left(client, "finnhub", T0) == {}
 
 
-def test_window_keys_are_readable_in_redis(budget, client):
+def test_window_counts_are_readable_in_redis_and_never_expire(budget, client):
     budget.reserve(client, "twelvedata", 2, T0)
 
-    assert client.get(f"qp:v1:budget:twelvedata:minute:{int(T0 // 60)}") == b"2"
-    assert 60 < client.pttl(f"qp:v1:budget:twelvedata:minute:{int(T0 // 60)}") / 1000 <= 120
+    assert client.hget("qp:v1:budget:twelvedata:minute", str(int(T0 // 60))) == b"2"
+    assert client.ttl("qp:v1:budget:twelvedata:minute") == -1, "no eviction policy may drop a count"
+
+
+def test_ended_windows_are_pruned_as_new_ones_are_charged(budget, client):
+    for minute in range(5):
+        budget.reserve(client, "twelvedata", 1, T0 + minute * 60)
+
+    fields = sorted(int(field) for field in client.hkeys("qp:v1:budget:twelvedata:minute"))
+    assert fields == [int(T0 // 60) + 3, int(T0 // 60) + 4]

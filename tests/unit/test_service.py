@@ -1,0 +1,150 @@
+"""The service on its own: the real adapters behind ``responses``, a recording gate, fakeredis.
+
+What the service decides, not the cache or the adapters: which provider completes a profile,
+where demo data stands in, how verdicts and failures come back, one fetch per instrument.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from quantpulse.cache.ahead import RefreshAhead
+from quantpulse.cache.engine import CacheEngine
+from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.near import NearCache
+from quantpulse.config import Settings
+from quantpulse.errors import ProvidersExhausted, SymbolNotFound
+from quantpulse.infra.counters import DEMO_SERVED, Stats
+from quantpulse.infra.store import Store, Stores
+from quantpulse.provider_chain import ProviderChain
+from quantpulse.providers.demo import DemoProvider
+from quantpulse.service import Kinds, StockService
+from quantpulse.symbols import parse_symbol
+from tests.unit.conftest import FH_BASE, TD_BASE
+
+TD_PROFILE = f"{TD_BASE}/profile"
+TD_QUOTE = f"{TD_BASE}/quote"
+FH_PROFILE = f"{FH_BASE}/stock/profile2"
+FH_QUOTE = f"{FH_BASE}/quote"
+RELIANCE = parse_symbol("RELIANCE")
+
+
+def make_service(store: Store, providers: list, *, allow_demo: bool = True) -> StockService:
+    settings = Settings()
+    kinds = Kinds.from_settings(settings)
+    stores = Stores(store)
+    stats = Stats(store.client, stores.trouble)
+    cache = CacheEngine(
+        kinds.all(),
+        stores,
+        stats,
+        FillLocks(5, max_hold=30),
+        ThreadPoolExecutor(1),
+        NearCache(0),
+        RefreshAhead(fraction=0, hot_reads=3, allowed=lambda: True),
+        negative_ttl=60,
+        failure_ttl=5,
+        wait_timeout=5,
+    )
+    chain = ProviderChain(providers, allow_demo=allow_demo, idle_reason="no live provider configured")
+    return StockService(
+        settings=settings, kinds=kinds, chain=chain, demo=DemoProvider(), cache=cache, stats=stats
+    )
+
+
+@pytest.fixture
+def service(store, twelvedata, finnhub) -> StockService:
+    return make_service(store, [twelvedata, finnhub])
+
+
+def test_a_twelvedata_profile_takes_its_market_cap_from_finnhub_in_the_same_fill(
+    service, upstream, fixture_body, observer
+):
+    upstream.get(TD_PROFILE, json=fixture_body("twelvedata-profile-ok"))
+    upstream.get(FH_PROFILE, json=fixture_body("finnhub-profile2-ok"))
+
+    first = service.profile(RELIANCE)
+    again = service.profile(RELIANCE)
+
+    assert first.source == "twelvedata" and first.value.name.startswith("Reliance")
+    assert first.value.market_cap == fixture_body("finnhub-profile2-ok")["marketCapitalization"] * 1_000_000
+    assert [(p, e) for p, e, _ in observer.calls] == [
+        ("twelvedata", "/profile"),
+        ("finnhub", "/stock/profile2"),
+    ]
+    assert again.cache == "hit" and again.value == first.value
+
+
+def test_a_finnhub_profile_is_never_completed_from_twelvedata(service, upstream, fixture_body, observer):
+    """Twelve Data's profile has no market cap: asking it again would spend 10 credits for nothing."""
+    upstream.get(TD_PROFILE, json=fixture_body("twelvedata-error-plan"))
+    body = {k: v for k, v in fixture_body("finnhub-profile2-ok").items() if k != "marketCapitalization"}
+    upstream.get(FH_PROFILE, json=body)
+
+    answer = service.profile(RELIANCE)
+
+    assert answer.source == "finnhub" and answer.value.market_cap is None
+    assert [(p, e) for p, e, _ in observer.calls] == [
+        ("twelvedata", "/profile"),
+        ("finnhub", "/stock/profile2"),
+    ]
+
+
+def test_an_empty_finnhub_profile_leaves_the_market_cap_null_not_the_profile_missing(
+    service, upstream, fixture_body
+):
+    upstream.get(TD_PROFILE, json=fixture_body("twelvedata-profile-ok"))
+    upstream.get(FH_PROFILE, json=fixture_body("finnhub-profile2-unknown"))
+
+    answer = service.profile(RELIANCE)
+
+    assert answer.source == "twelvedata" and answer.value.market_cap is None
+
+
+def test_every_provider_failing_serves_flagged_demo_data_with_the_reasons(
+    service, store, upstream, fixture_body
+):
+    upstream.get(TD_QUOTE, status=502, body="<html>bad gateway</html>")
+    upstream.get(FH_QUOTE, status=502, body="<html>bad gateway</html>")
+
+    answer = service.quote(RELIANCE)
+
+    assert answer.is_demo and answer.source == "demo" and not answer.cached
+    assert "twelvedata" in answer.fallback_reason and "finnhub" in answer.fallback_reason
+    assert store.client.get("qp:v1:quote:NSE:RELIANCE") is None, "demo data is never cached as real"
+    service.stats.flush()
+    assert service.stats.snapshot()[0][DEMO_SERVED] == 1
+
+
+def test_a_forced_provider_that_fails_is_a_503_not_demo(store, twelvedata, upstream):
+    upstream.get(TD_QUOTE, status=502, body="<html>bad gateway</html>")
+    service = make_service(store, [twelvedata], allow_demo=False)
+
+    with pytest.raises(ProvidersExhausted, match="twelvedata"):
+        service.quote(RELIANCE)
+
+
+def test_a_not_found_verdict_is_a_404_cached_for_every_kind(service, upstream, fixture_body, observer):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-error-symbol-not-found"))
+
+    with pytest.raises(SymbolNotFound, match="ZZZZ"):
+        service.quote(parse_symbol("ZZZZ"))
+    with pytest.raises(SymbolNotFound, match="ZZZZ"):
+        service.profile(parse_symbol("zzzz.ns"))
+
+    assert len(observer.calls) == 1, "the verdict is final and cached for the instrument"
+
+
+def test_a_batch_fetches_each_instrument_once_whatever_its_spellings(service, upstream, fixture_body):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+
+    result = service.quotes(["reliance", "RELIANCE.NS", "RELIANCE:NSE", "bad!"])
+
+    assert set(result.quotes) == {"reliance", "RELIANCE.NS", "RELIANCE:NSE"}
+    assert {answer.value.price for answer in result.quotes.values()} == {
+        result.quotes["reliance"].value.price
+    }
+    assert set(result.errors) == {"bad!"} and result.total_requested == 4
+    assert len(upstream.calls) == 1
