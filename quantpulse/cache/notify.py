@@ -96,10 +96,12 @@ class FillNotifier:
                     if message is not None:
                         self._wake(json.loads(message["data"]))
             except (redis.RedisError, ValueError) as error:
-                self._subscribed.clear()
                 log.debug("fill listener: %s; resubscribing in %.2f s", error, backoff)
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:  # never die: a dead listener would leave waiters on slow polling
+                log.exception("fill listener failed; resubscribing")
             finally:
                 # Give the one subscriber connection back (its pool holds exactly one).
+                self._subscribed.clear()
                 pubsub.close()
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
