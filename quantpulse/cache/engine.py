@@ -110,7 +110,7 @@ class CacheEngine:
         self._negative_ttl = negative_ttl
         self._failure_ttl = failure_ttl
         self._wait_timeout = wait_timeout
-        self._notifier = FillNotifier(stores.primary.subscriber, FILLS_CHANNEL)
+        self._notifier = FillNotifier(stores.primary.subscriber, FILLS_CHANNEL, stores.trouble.record)
         self._flights = LocalFlights()
 
     @property

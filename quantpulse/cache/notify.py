@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -26,8 +26,12 @@ MAX_BACKOFF = 0.5  # seconds between resubscribe attempts while the store is awa
 
 
 class FillNotifier:
-    def __init__(self, client: redis.Redis, channel: str) -> None:
+    def __init__(
+        self, client: redis.Redis, channel: str, on_error: Callable[[redis.RedisError], object] = bool
+    ) -> None:
+        """``on_error`` hears of every Redis error the listener meets (to count it)."""
         self._client = client
+        self._on_error = on_error
         self._channel = channel
         self._guard = threading.Lock()
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
@@ -95,7 +99,8 @@ class FillNotifier:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._wake(json.loads(message["data"]))
-            except (redis.RedisError, ValueError) as error:
+            except redis.RedisError as error:
+                self._on_error(error)
                 log.debug("fill listener: %s; resubscribing in %.2f s", error, backoff)
             except Exception:  # never die: a dead listener would leave waiters on slow polling
                 log.exception("fill listener failed; resubscribing")
