@@ -10,18 +10,19 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from quantpulse.api.rendering import RENDERERS
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
-from quantpulse.cache.near import NearCache
 from quantpulse.config import Settings
 from quantpulse.infra.counters import Stats
 from quantpulse.infra.store import Stores
-from quantpulse.provider_chain import ProviderChain
 from quantpulse.providers.base import UpstreamGate
 from quantpulse.providers.catalog import LIVE_PROVIDERS
 from quantpulse.providers.demo import DemoProvider
 from quantpulse.service import Kinds, StockService
+from quantpulse.service.chain import ProviderChain
+from quantpulse.service.hot import HotAnswers
 from quantpulse.upstream.budget import CreditBudget, Window
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import HealthSettings, ProviderHealth
@@ -48,7 +49,6 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         stats,
         FillLocks(settings.lock_ttl, max_hold=longest_fill(settings)),
         ThreadPoolExecutor(2, thread_name_prefix="refresh"),
-        NearCache(settings.near_cache_ttl),
         RefreshAhead(
             fraction=settings.refresh_ahead,
             hot_reads=HOT_READS,
@@ -65,6 +65,8 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         demo=DemoProvider(),
         cache=cache,
         stats=stats,
+        hot=HotAnswers(settings.near_cache_ttl),
+        render=RENDERERS,
     )
     return Components(service=service, stores=stores, guard=guard)
 

@@ -170,7 +170,7 @@ def clear(symbol: str | None, yes: bool) -> None:
             f"{parts.stores.backend} store?",
             abort=True,
         )
-    click.echo(f"Deleted {service.cache.clear()} keys (statistics, budgets and provider health kept).")
+    click.echo(f"Deleted {service.clear()} keys (statistics, budgets and provider health kept).")
 
 
 # ---- warm ---------------------------------------------------------------------------------

@@ -7,11 +7,12 @@ import hmac
 from collections.abc import Callable
 from typing import Any
 
-from flask import request
+from flask import Response, request
+from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BaseConverter
 
 from quantpulse.api import Blueprint, components, current_service
-from quantpulse.api.request_log import note_answer
+from quantpulse.api.rendering import answered
 from quantpulse.api.schemas import (
     BatchBodySchema,
     BatchQuerySchema,
@@ -26,9 +27,9 @@ from quantpulse.api.schemas import (
 )
 from quantpulse.api.status import service_status
 from quantpulse.errors import BadRequest, Forbidden, Unauthorized
-from quantpulse.periods import PERIODS
-from quantpulse.service import Answer, BatchResult
-from quantpulse.symbols import ParsedSymbol
+from quantpulse.periods import DEFAULT_PERIOD, PERIODS, Period
+from quantpulse.service import BatchResult
+from quantpulse.symbols import ParsedSymbol, parse_symbol
 
 BATCH_HINT = (
     'Send symbols=A,B in the query string, or a JSON body {"symbols": ["A", "B"]} '
@@ -50,32 +51,49 @@ class QuoteSymbolConverter(BaseConverter):
 blp = Blueprint("stocks", __name__, url_prefix="/stock", description="Quotes, history, profiles.")
 
 
-# Views receive the validated path first; Flask also passes the raw ``symbol``, unused.
+# Views of validated paths receive them first; Flask also passes the raw ``symbol``, unused.
 Path = dict[str, ParsedSymbol]
 # Schema instances, not classes: webargs would build a new schema for every request.
 SYMBOL_PATH = SymbolPathSchema()
+HISTORY_QUERY = HistoryQuerySchema()
+# The hot routes parse their one argument themselves (a cached hit must not pay for a schema
+# load); the schemas stay their documented parameters and decide every case off the fast path.
+SYMBOL_DOC = {"in": "path", "schema": SymbolPathSchema}
+PERIOD_DOC = {"in": "query", "schema": HistoryQuerySchema}
 
 
 @blp.route("/<quote_symbol:symbol>")
-@blp.arguments(SYMBOL_PATH, location="path")
+@blp.doc(parameters=[SYMBOL_DOC])
+@blp.alt_response(400, response="BAD_REQUEST")
 @blp.response(200, QuoteSchema)
-def quote(path: Path, **_raw: str) -> Answer[Any]:
-    return noted(current_service().quote(path["symbol"]))
+def quote(symbol: str) -> Response:
+    return answered(current_service().quote(parse_symbol(symbol)), "quote")
 
 
 @blp.route("/<symbol>/historical")
-@blp.arguments(SYMBOL_PATH, location="path")
-@blp.arguments(HistoryQuerySchema(), location="query")
+@blp.doc(parameters=[SYMBOL_DOC, PERIOD_DOC])
+@blp.alt_response(400, response="BAD_REQUEST")
 @blp.response(200, HistorySchema)
-def historical(path: Path, query: dict[str, str], **_raw: str) -> Answer[Any]:
-    return noted(current_service().history(path["symbol"], PERIODS[query["period"]]))
+def historical(symbol: str) -> Response:
+    history = current_service().history(parse_symbol(symbol), history_period(request.args))
+    return answered(history, "history")
 
 
 @blp.route("/<symbol>/profile")
-@blp.arguments(SYMBOL_PATH, location="path")
+@blp.doc(parameters=[SYMBOL_DOC])
+@blp.alt_response(400, response="BAD_REQUEST")
 @blp.response(200, ProfileSchema)
-def profile(path: Path, **_raw: str) -> Answer[Any]:
-    return noted(current_service().profile(path["symbol"]))
+def profile(symbol: str) -> Response:
+    return answered(current_service().profile(parse_symbol(symbol)), "profile")
+
+
+def history_period(args: MultiDict[str, str]) -> Period:
+    """``period`` as ``HistoryQuerySchema`` reads it; anything unusual goes through the schema."""
+    raw = args.get("period")
+    name = (raw or "").strip().lower() or DEFAULT_PERIOD
+    if name in PERIODS:
+        return PERIODS[name]
+    return PERIODS[Blueprint.ARGUMENTS_PARSER.parse(HISTORY_QUERY, location="query")["period"]]
 
 
 @blp.route("/quotes", methods=["POST"])
@@ -84,12 +102,6 @@ def profile(path: Path, **_raw: str) -> Answer[Any]:
 @blp.response(200, BatchSchema)
 def batch(query: dict[str, list[str]], body: dict[str, Any]) -> BatchResult:
     return current_service().quotes(batch_symbols(query["symbols"], body["symbols"]))
-
-
-def noted(answer: Answer[Any]) -> Answer[Any]:
-    """Tell the request log how this answer was served."""
-    note_answer(answer.cache, answer.source)
-    return answer
 
 
 def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[str]:

@@ -48,7 +48,6 @@ from quantpulse.cache.entry import (
     encode_entry,
 )
 from quantpulse.cache.locks import FillLocks, Lease
-from quantpulse.cache.near import NearCache
 from quantpulse.cache.notify import FillNotifier
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
@@ -92,7 +91,6 @@ class CacheEngine:
         stats: Stats,
         locks: FillLocks,
         refresher: Executor,
-        near: NearCache,
         ahead: RefreshAhead,
         *,
         negative_ttl: int,
@@ -105,7 +103,6 @@ class CacheEngine:
         self._stats = stats
         self._locks = locks
         self._refresher = refresher
-        self._near = near
         self._ahead = ahead
         self._negative_ttl = negative_ttl
         self._failure_ttl = failure_ttl
@@ -124,21 +121,12 @@ class CacheEngine:
     def get_or_fetch_many(self, keys: Sequence[CacheKey], fetch_many: FetchMany) -> dict[CacheKey, Outcome]:
         now = time.time()
         results: dict[CacheKey, Outcome] = {}
-        for key in keys:
-            near = self._near.get(key, now)
-            if near is not None:
-                results[key] = Served(near, HIT)
-        if len(results) == len(keys):
-            self._stats.incr(counters.HITS, len(results))
-            self._refresh_hot(self._stores.active(), results, fetch_many, now)
-            return results
-        store, views = self._read_anywhere([key for key in keys if key not in results])
+        store, views = self._read_anywhere(keys)
         stale: dict[CacheKey, float] = {}
         cold: list[CacheKey] = []
         for key, view in views.items():
             if view.entry is not None and key.kind.is_fresh(view.entry, now):
                 results[key] = Served(view.entry, HIT)
-                self._near.put(key, view.entry)
             elif view.entry is not None and key.kind.is_servable(view.entry, now):
                 # A real copy beats a verdict or a failure: refreshes never turn it into a 404.
                 results[key] = Served(view.entry, STALE)
@@ -164,13 +152,19 @@ class CacheEngine:
         results.update(self._wait_in_process(waiting))
         return results
 
+    def near_hit(self, key: CacheKey, entry: Entry[Any], fetch_many: FetchMany) -> None:
+        """A fresh hit the caller served from its own memory: counted like any hit, and the key
+        refreshed ahead when it is hot and close to going stale."""
+        self._stats.incr(counters.HITS)
+        if self._ahead.due(key, entry, time.time()):
+            self._revalidate(self._stores.active(), {key: entry.fetched_at}, fetch_many)
+
     def peek(self, key: CacheKey) -> Entry[Any] | None:
         """The cached entry, fresh or stale, without fetching or counting anything."""
         return self._read_anywhere([key])[1][key].entry
 
     def delete(self, keys: Sequence[str]) -> int:
         """Drop these records everywhere; raises ``redis.RedisError`` (noted) if the store refused."""
-        self._near.drop(keys)
         store = self._stores.active()
         try:
             return int(store.client.delete(*keys))
@@ -196,7 +190,6 @@ class CacheEngine:
         """
         client = self._stores.active().client
         names = _scan(client, _prefixes((*self._kind_names, *_VERDICT_RECORDS, "lock")))
-        self._near.drop(name.decode() for name in names)
         chunks = (names[i : i + _DELETE_CHUNK] for i in range(0, len(names), _DELETE_CHUNK))
         return sum(int(client.delete(*chunk)) for chunk in chunks)
 
@@ -319,10 +312,6 @@ class CacheEngine:
         except redis.RedisError as error:
             self._stores.note(store, error)
             log.debug("could not write %d cache entries: %s", len(outcomes), error)
-            return
-        for key, outcome in outcomes.items():
-            if isinstance(outcome, Entry):
-                self._near.put(key, outcome)
 
     def _release(self, store: Store, leases: dict[CacheKey, Lease]) -> None:
         try:

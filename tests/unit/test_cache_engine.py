@@ -19,7 +19,6 @@ from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.entry import CacheKey, Entry, Failed, Kind, Missing
 from quantpulse.cache.locks import FillLocks
-from quantpulse.cache.near import NearCache
 from quantpulse.config import Settings
 from quantpulse.infra.counters import COALESCED_WAITS, HITS, LOCK_TAKEOVERS, MISSES, STALE_SERVED, Stats
 from quantpulse.infra.namespace import STATS_KEY
@@ -81,7 +80,6 @@ def make_engine(
     lock_ttl: float = 5,
     wait_timeout: float = 5,
     fallback: Store | None = None,
-    near_seconds: int = 0,
     ahead_fraction: float = 0.0,
     budget_allows: bool = True,
 ) -> CacheEngine:
@@ -92,7 +90,6 @@ def make_engine(
         Stats(store.client, stores.trouble),
         FillLocks(lock_ttl, max_hold=wait_timeout),
         refresher or ManualExecutor(),
-        NearCache(near_seconds),
         RefreshAhead(fraction=ahead_fraction, hot_reads=3, allowed=lambda: budget_allows),
         negative_ttl=30,
         failure_ttl=5,
@@ -219,26 +216,6 @@ def test_an_undecodable_entry_is_a_miss_and_is_overwritten(engine, store):
 
     assert served.cache == "miss"
     assert json.loads(store.client.get(RELIANCE.redis_key))["source"] == "twelvedata"
-
-
-def test_near_cache_answers_hot_keys_without_a_store_round_trip(store):
-    engine = make_engine(store, near_seconds=1)
-    engine.get_or_fetch(RELIANCE, entry)
-    store.client.delete(RELIANCE.redis_key)  # gone from the store, still near
-
-    hot = engine.get_or_fetch(RELIANCE, lambda: pytest.fail("a near hit must not fetch"))
-
-    assert hot.cache == "hit"
-    time.sleep(1.1)
-    assert engine.get_or_fetch(RELIANCE, lambda: entry("Refetched")).value.name == "Refetched"
-
-
-def test_near_cache_never_serves_an_entry_past_its_ttl(store):
-    engine = make_engine(store, near_seconds=1)
-    engine.get_or_fetch(RELIANCE, lambda: entry(age=59.9))
-    time.sleep(0.2)
-
-    assert engine.get_or_fetch(RELIANCE, entry).cache == "stale"
 
 
 def test_many_keys_answer_hits_and_fetch_only_the_misses(engine):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from quantpulse.errors import FailureKind, ProviderError, SymbolNotFound
-from quantpulse.provider_chain import ProviderChain, ProvidersExhausted
+from quantpulse.service.chain import ProviderChain, ProvidersExhausted
 from quantpulse.symbols import Instrument
 
 RELIANCE = Instrument("RELIANCE", "NSE")

@@ -6,21 +6,23 @@ where demo data stands in, how verdicts and failures come back, one fetch per in
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from quantpulse.api.rendering import RENDERERS
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
-from quantpulse.cache.near import NearCache
 from quantpulse.config import Settings
 from quantpulse.errors import ProvidersExhausted, SymbolNotFound
 from quantpulse.infra.counters import DEMO_SERVED, Stats
 from quantpulse.infra.store import Store, Stores
-from quantpulse.provider_chain import ProviderChain
 from quantpulse.providers.demo import DemoProvider
 from quantpulse.service import Kinds, StockService
+from quantpulse.service.chain import ProviderChain
+from quantpulse.service.hot import HotAnswers
 from quantpulse.symbols import parse_symbol
 from tests.unit.conftest import FH_BASE, TD_BASE
 
@@ -31,8 +33,10 @@ FH_QUOTE = f"{FH_BASE}/quote"
 RELIANCE = parse_symbol("RELIANCE")
 
 
-def make_service(store: Store, providers: list, *, allow_demo: bool = True) -> StockService:
-    settings = Settings()
+def make_service(
+    store: Store, providers: list, *, allow_demo: bool = True, near_seconds: int = 0, **overrides
+) -> StockService:
+    settings = Settings(**overrides)
     kinds = Kinds.from_settings(settings)
     stores = Stores(store)
     stats = Stats(store.client, stores.trouble)
@@ -42,7 +46,6 @@ def make_service(store: Store, providers: list, *, allow_demo: bool = True) -> S
         stats,
         FillLocks(5, max_hold=30),
         ThreadPoolExecutor(1),
-        NearCache(0),
         RefreshAhead(fraction=0, hot_reads=3, allowed=lambda: True),
         negative_ttl=60,
         failure_ttl=5,
@@ -50,7 +53,14 @@ def make_service(store: Store, providers: list, *, allow_demo: bool = True) -> S
     )
     chain = ProviderChain(providers, allow_demo=allow_demo, idle_reason="no live provider configured")
     return StockService(
-        settings=settings, kinds=kinds, chain=chain, demo=DemoProvider(), cache=cache, stats=stats
+        settings=settings,
+        kinds=kinds,
+        chain=chain,
+        demo=DemoProvider(),
+        cache=cache,
+        stats=stats,
+        hot=HotAnswers(near_seconds),
+        render=RENDERERS,
     )
 
 
@@ -148,3 +158,36 @@ def test_a_batch_fetches_each_instrument_once_whatever_its_spellings(service, up
     }
     assert set(result.errors) == {"bad!"} and result.total_requested == 4
     assert len(upstream.calls) == 1
+
+
+def test_hot_answers_skip_the_store_and_keep_their_rendered_body(store, twelvedata, upstream, fixture_body):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], near_seconds=5)
+    first = service.quote(RELIANCE)
+    store.client.delete("qp:v1:quote:NSE:RELIANCE")  # gone from the store, still hot
+
+    hot = service.quote(RELIANCE)
+
+    assert hot.cache == "hit" and hot.value == first.value and len(upstream.calls) == 1
+    assert hot.rendered is first.rendered, "rendered once for the entry, then kept"
+    service.stats.flush()
+    assert service.stats.snapshot()[0]["cache:hits"] == 1, "a hot hit counts like any hit"
+
+
+def test_hot_answers_are_never_served_past_their_ttl(store, twelvedata, upstream, fixture_body):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], near_seconds=5, quote_ttl=1)
+    service.quote(RELIANCE)
+    time.sleep(1.1)
+
+    assert service.quote(RELIANCE).cache == "stale", "past its TTL: from the store, as stale"
+
+
+def test_an_admin_drop_forgets_the_hot_answer_too(store, twelvedata, upstream, fixture_body):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], near_seconds=5)
+    service.quote(RELIANCE)
+
+    service.forget(service.instrument(RELIANCE))
+
+    assert service.quote(RELIANCE).cache == "miss" and len(upstream.calls) == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -17,7 +17,7 @@ import redis
 
 from quantpulse import companies
 from quantpulse.cache.engine import CacheEngine, Fetched, Outcome
-from quantpulse.cache.entry import MISS, STALE, CacheKey, Entry, Failed, Kind, Missing, Served
+from quantpulse.cache.entry import HIT, MISS, STALE, CacheKey, Entry, Failed, Kind, Missing, Served
 from quantpulse.config import Settings
 from quantpulse.errors import (
     BadRequest,
@@ -31,8 +31,9 @@ from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
 from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import PERIODS, Period
-from quantpulse.provider_chain import ProviderCall, ProviderChain, one_by_one
 from quantpulse.providers.base import Provider
+from quantpulse.service.chain import ProviderCall, ProviderChain, one_by_one
+from quantpulse.service.hot import HotAnswers, Rendered, Renderers
 from quantpulse.symbols import Instrument, ParsedSymbol, parse_symbol
 
 T = TypeVar("T")
@@ -75,12 +76,27 @@ class Answer(Generic[T]):
     fetched_at: float
     fallback_reason: str | None = None
     period: Period | None = None
+    # The body without ``service_info``, when the service kept one for this entry.
+    rendered: Rendered | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def of(cls, instrument: Instrument, served: Served[T]) -> Answer[T]:
+    def of(
+        cls,
+        instrument: Instrument,
+        served: Served[T],
+        period: Period | None,
+        rendered: Rendered | None = None,
+    ) -> Answer[T]:
         entry = served.entry
         return cls(
-            instrument, entry.value, entry.source, served.cache, entry.fetched_at, entry.fallback_reason
+            instrument,
+            entry.value,
+            entry.source,
+            served.cache,
+            entry.fetched_at,
+            entry.fallback_reason,
+            period,
+            rendered,
         )
 
     @property
@@ -131,13 +147,19 @@ class StockService:
         demo: Provider,
         cache: CacheEngine,
         stats: Stats,
+        hot: HotAnswers | None = None,
+        render: Renderers | None = None,
     ) -> None:
+        """``hot`` keeps fresh entries and their bodies per worker; ``render`` (by kind name,
+        from the HTTP layer) renders an answer's body once, to be kept with its entry."""
         self.settings = settings
         self.chain = chain
         self.cache = cache
         self.stats = stats
         self.kinds = kinds
         self._demo = demo
+        self._hot = hot or HotAnswers(0)
+        self._render = render or {}
 
     def instrument(self, parsed: ParsedSymbol) -> Instrument:
         return parsed.resolve(self.settings.default_exchange)
@@ -146,15 +168,14 @@ class StockService:
         return _single_outcome(self._quotes([self.instrument(parsed)]))
 
     def history(self, parsed: ParsedSymbol, period: Period) -> Answer[History]:
-        instrument = self.instrument(parsed)
         outcomes = self._serve(
             self.kinds.history,
-            [instrument],
+            [self.instrument(parsed)],
             one_by_one(lambda provider, i: provider.history(i, period)),
             lambda i: self._demo.history(i, period),
-            variant=period.name,
+            period=period,
         )
-        return dataclasses.replace(_single_outcome(outcomes), period=period)
+        return _single_outcome(outcomes)
 
     def profile(self, parsed: ParsedSymbol) -> Answer[Profile]:
         outcomes = self._serve(
@@ -196,12 +217,18 @@ class StockService:
         subject = _subject(instrument)
         keys = [CacheKey(self.kinds.quote, subject), CacheKey(self.kinds.profile, subject)]
         keys += [CacheKey(self.kinds.history, subject, name) for name in PERIODS]
+        self._hot.drop(key.redis_key for key in keys)
         try:
             return self.cache.delete([key.redis_key for key in keys] + [keys[0].missing_key])
         except redis.RedisError:
             raise ServiceUnavailable(
                 "The shared cache refused the request; nothing was dropped.", retry_after=5
             ) from None
+
+    def clear(self) -> int:
+        """Drop every cached entry, verdict, failure record and fill lock; returns how many."""
+        self._hot.clear()
+        return self.cache.clear()
 
     def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Answer[Quote] | QuantPulseError]:
         return self._serve(
@@ -218,31 +245,63 @@ class StockService:
         instruments: list[Instrument],
         call: ProviderCall[T],
         demo: Callable[[Instrument], T],
-        variant: str = "",
+        period: Period | None = None,
         complete: Callable[[Instrument, Entry[T]], Entry[T]] | None = None,
     ) -> dict[Instrument, Answer[T] | QuantPulseError]:
-        """Cache, then providers, then demo; ``complete`` finishes a fetched entry before it is cached."""
-        keys = {CacheKey(kind, _subject(instrument), variant): instrument for instrument in instruments}
+        """This worker's hot answers, then the cache, then providers, then demo; ``complete``
+        finishes a fetched entry before it is cached."""
+        keys = {CacheKey(kind, _subject(i), period.name if period else ""): i for i in instruments}
 
         def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Fetched]:
             fetched = self.chain.fetch([keys[key] for key in pending], call)
             return {key: _for_cache(_completed(keys[key], fetched[keys[key]], complete)) for key in pending}
 
-        outcomes = self.cache.get_or_fetch_many(list(keys), fetch_many)
-        return {i: self._answer(i, outcomes[key], demo) for key, i in keys.items()}
+        now = time.time()
+        answers: dict[Instrument, Answer[T] | QuantPulseError] = {}
+        cold = []
+        for key, instrument in keys.items():
+            entry = self._hot.get(key, now)
+            if entry is None:
+                cold.append(key)
+                continue
+            self.cache.near_hit(key, entry, fetch_many)
+            answers[instrument] = self._served(key, instrument, Served(entry, HIT), period)
+        if cold:
+            outcomes = self.cache.get_or_fetch_many(cold, fetch_many)
+            for key in cold:
+                answers[keys[key]] = self._answer(key, keys[key], outcomes[key], demo, period)
+        return answers
 
     def _answer(
-        self, instrument: Instrument, outcome: Outcome, demo: Callable[[Instrument], T]
+        self,
+        key: CacheKey,
+        instrument: Instrument,
+        outcome: Outcome,
+        demo: Callable[[Instrument], T],
+        period: Period | None,
     ) -> Answer[T] | QuantPulseError:
         """What the cache settled, in the service's terms; demo data where a failure may be."""
         if isinstance(outcome, Served):
-            return Answer.of(instrument, outcome)
+            self._hot.put(key, outcome.entry)
+            return self._served(key, instrument, outcome, period)
         if isinstance(outcome, Missing):
             return SymbolNotFound.of(instrument)
         if not self.chain.allow_demo:
             return ProvidersExhausted(outcome.reason, retry_after=outcome.retry_after)
         self.stats.incr(counters.DEMO_SERVED)
-        return Answer(instrument, demo(instrument), DEMO_SOURCE, MISS, time.time(), outcome.reason)
+        answer = Answer(instrument, demo(instrument), DEMO_SOURCE, MISS, time.time(), outcome.reason, period)
+        render = self._render.get(key.kind.name)
+        return dataclasses.replace(answer, rendered=render(answer)) if render else answer
+
+    def _served(
+        self, key: CacheKey, instrument: Instrument, served: Served[T], period: Period | None
+    ) -> Answer[T]:
+        """An answer from a cached entry, with the body kept for that entry (rendered once)."""
+        render = self._render.get(key.kind.name)
+        if render is None:
+            return Answer.of(instrument, served, period)
+        body = self._hot.rendered(key, served.entry, lambda: render(Answer.of(instrument, served, period)))
+        return Answer.of(instrument, served, period, body)
 
     def _with_company_name(self, instrument: Instrument, entry: Entry[Quote]) -> Entry[Quote]:
         """Fill a missing name from a cached profile or the built-in table, never upstream.
