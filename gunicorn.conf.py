@@ -31,14 +31,15 @@ accesslog = None
 errorlog = "-"
 loglevel = setting("LOG_LEVEL", "info").lower()
 # gunicorn's own lines (boot, workers, signals) in the app's JSON format, on the same stream.
-# Resolving the formatter imports the quantpulse package in the master.
+# Resolving the formatter imports the quantpulse package in the master. The root logger is
+# left to the app, which writes its lines from a queue in each worker, off the request threads.
 logconfig_dict = {
     "formatters": {"json": {"()": "quantpulse.logs.JsonFormatter"}},
     "handlers": {
         "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"},
         "discard": {"class": "logging.NullHandler"},
     },
-    "root": {"level": loglevel.upper(), "handlers": ["stderr"]},
+    "root": {"level": loglevel.upper(), "handlers": []},
     "loggers": {
         "gunicorn.error": {"level": loglevel.upper(), "handlers": ["stderr"], "propagate": False},
         # A logging config switches gunicorn's access log on; it stays off, as accesslog says.

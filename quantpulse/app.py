@@ -93,12 +93,19 @@ def register_cors(app: Flask, settings: Settings) -> None:
         app,
         origins=list(settings.allowed_origins),
         methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=["Retry-After"],
+        expose_headers=["Retry-After", "X-Request-ID"],
         always_send=False,
+        vary_header=False,  # ours below says it once, for every answer
     )
+    # flask-cors matches its resources on every response, a good part of a cached hit; without an
+    # Origin header (no browser) it would add nothing anyway.
+    flask_cors_hook = app.after_request_funcs[None].pop()
 
     @app.after_request
-    def vary_on_origin(response: Response) -> Response:
-        """Shared HTTP caches must key on Origin, allowed or not."""
-        response.vary.add("Origin")
+    def cors_for_browsers(response: Response) -> Response:
+        """CORS headers when a browser sent an Origin; ``Vary: Origin`` always, for shared caches."""
+        if "Origin" in request.headers:
+            response = flask_cors_hook(response)
+        vary = response.headers.get("Vary")
+        response.headers["Vary"] = f"{vary}, Origin" if vary and "Origin" not in vary else vary or "Origin"
         return response

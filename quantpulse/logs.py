@@ -7,12 +7,15 @@ log-record factory), so it covers every logger and handler, gunicorn's included.
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import queue
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any
 
 MASK = "***"
@@ -71,13 +74,28 @@ def redact(text: str) -> str:
 
 
 def configure_logging(level: str) -> None:
-    """JSON lines on stderr at LOG_LEVEL; a host that set up handlers itself (pytest) keeps them."""
+    """JSON lines on stderr at LOG_LEVEL; a host that set up handlers itself (pytest) keeps them.
+
+    Lines are formatted and written by a listener thread, not by the request's own: a request
+    only hands its record to a queue (formatting a JSON line cost a tenth of a cached hit).
+    """
     root = logging.getLogger()
     if not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
+        sink = logging.StreamHandler()
+        sink.setFormatter(JsonFormatter())
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = QueueListener(records, sink)
+        listener.start()
+        atexit.register(listener.stop)  # what is still queued at exit is written, not lost
+        root.addHandler(_HandOver(records))
     root.setLevel(level)
+
+
+class _HandOver(QueueHandler):
+    """Queues the record as it is: the listener, in this same process, formats it."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
 
 
 @contextmanager

@@ -9,17 +9,17 @@ scrape one instance through the router (or take ``max`` across instances, never 
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Blueprint, Flask, Response, g, request
+from flask import Blueprint, Flask, Response, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from quantpulse.api import components
+from quantpulse.api.request_log import elapsed
 from quantpulse.api.status import LIVE_PROVIDERS, PROVIDER_STATES, demo_only, provider_health
 from quantpulse.errors import FailureKind
 from quantpulse.infra import counters
@@ -40,15 +40,11 @@ _CACHE_RESULTS = {
 def register_request_metrics(app: Flask, stats: Stats) -> None:
     """Count every request by endpoint and status, and its latency, into the fleet counters."""
 
-    @app.before_request
-    def start_clock() -> None:
-        g.metrics_started = time.perf_counter()
-
     @app.after_request
     def count(response: Response) -> Response:
         endpoint = request.endpoint or "unmatched"
         stats.incr(counters.request_counter(endpoint, response.status_code))
-        stats.observe(counters.http_latency(endpoint), time.perf_counter() - g.get("metrics_started", 0.0))
+        stats.observe(counters.http_latency(endpoint), elapsed())
         return response
 
 
