@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import requests
 
 from bench.fleet import (
     UPSTREAM_LATENCY,
@@ -36,7 +40,11 @@ BATCHES = (
     SYNTHETIC_TICKERS[20:40],
     tuple(f"{ticker}.BO" for ticker in SYNTHETIC_TICKERS[0:20]),
 )
-WAITER_EXTRA_TARGET_MS = 50
+WAITER_EXTRA_TARGET_MS = 20
+WAKEUP_TARGET_MS = 20
+_WAKEUP_BUCKET = re.compile(
+    r'^quantpulse_fill_wakeup_seconds_bucket\{event="fill",le="(?P<le>[^"]+)"\} (?P<count>\S+)$', re.M
+)
 STALE_P99_TARGET = 2.0
 BATCH_WALL_TARGET = 1.5
 
@@ -72,12 +80,15 @@ def run_storm(fake: FakeProviderServer, instances: Sequence[Gunicorn], path: str
 
 def cold_storm_rows(fake: FakeProviderServer, instances: Sequence[Gunicorn], rtt: float) -> list[Row]:
     """Each cold storm is followed by the same storm on the now-warm key, for comparison."""
+    before = wakeup_buckets(instances[0])
     pairs = [_cold_then_warm(fake, instances, symbol) for symbol in COLD_SYMBOLS]
+    time.sleep(0.7)  # every worker flushes its counters at least every 0.5 s
+    wakeup_p99 = bucket_p99(before, wakeup_buckets(instances[0]))
     calls = median([cold.upstream_calls for cold, _ in pairs])
     # Waiters: every answer that did not call upstream itself (coalesced, or a hit once it landed).
     p99 = median([percentile(cold.seconds(lambda a: a.cache != "miss"), 99) for cold, _ in pairs])
     warm_p99 = median([percentile(warm.seconds(), 99) for _, warm in pairs])
-    extra_ms = (p99 - rtt) * 1000
+    extra_ms = (p99 - rtt - warm_p99) * 1000
     cpu = median([cold.cpu_ms_per_request for cold, _ in pairs])
     return [
         _one_call_row(
@@ -87,16 +98,43 @@ def cold_storm_rows(fake: FakeProviderServer, instances: Sequence[Gunicorn], rtt
             f"median of {', '.join(COLD_SYMBOLS)}; " + "; ".join(cold.tally() for cold, _ in pairs),
         ),
         Row(
-            "b. cold storm: waiters' p99 minus one upstream round trip",
+            "b. cold storm: waiters' p99 minus (upstream round trip + the warm storm's p99)",
             f"{extra_ms:+.0f} ms (p99 {p99 * 1000:.0f} ms)",
-            f"upstream round trip {rtt * 1000:.0f} ms",
-            p99 / rtt,
+            f"upstream {rtt * 1000:.0f} ms + warm storm p99 {warm_p99 * 1000:.0f} ms",
+            p99 / (rtt + warm_p99),
             f"<= +{WAITER_EXTRA_TARGET_MS} ms",
             verdict(extra_ms <= WAITER_EXTRA_TARGET_MS),
-            f"median of 3; server CPU {cpu:.2f} ms/request; the same {COLD_STORM}-request storm on the "
-            f"warm key alone takes p99 {warm_p99 * 1000:.0f} ms",
+            f"median of 3; server CPU {cpu:.2f} ms/request; the warm storm is the same "
+            f"{COLD_STORM} requests on the key once filled",
+        ),
+        Row(
+            "b. cold storm: wake-up p99, fill written -> waiter settled (server-side, fleet-wide)",
+            f"<= {wakeup_p99 * 1000:g} ms" if wakeup_p99 is not None else "no wake-ups counted",
+            "histogram bucket bound",
+            None,
+            f"<= {WAKEUP_TARGET_MS} ms",
+            verdict(wakeup_p99 is not None and wakeup_p99 * 1000 <= WAKEUP_TARGET_MS),
+            "quantpulse_fill_wakeup_seconds from /metrics, the three storms' waiters in other workers",
         ),
     ]
+
+
+def wakeup_buckets(instance: Gunicorn) -> dict[float, float]:
+    """The fleet's fill wake-up histogram: cumulative counts by upper bound (seconds)."""
+    text = requests.get(f"{instance.url}/metrics", timeout=10).text
+    buckets: dict[float, float] = {}
+    for match in _WAKEUP_BUCKET.finditer(text):
+        buckets[float(match["le"])] = float(match["count"])
+    return buckets
+
+
+def bucket_p99(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The smallest bucket bound holding 99 % of the samples counted between two scrapes."""
+    delta = {bound: after.get(bound, 0.0) - before.get(bound, 0.0) for bound in after}
+    total = delta.get(math.inf, 0.0)
+    if not total:
+        return None
+    return next(bound for bound in sorted(delta) if delta[bound] >= 0.99 * total)
 
 
 def _one_call_row(label: str, calls: float, requests: int, note: str) -> Row:

@@ -73,6 +73,14 @@ class FleetCollector(Collector):
             "endpoint",
         )
         yield _cache_results(counts)
+        yield _histogram(
+            "quantpulse_fill_wakeup_seconds",
+            "From a fill's write to a waiter in another worker settling on it.",
+            counts,
+            {"fill"},
+            lambda _: counters.FILL_WAKEUP,
+            "event",
+        )
         yield _redis_errors(counts)
         yield from _upstream(counts)
         yield _budget(health)

@@ -287,7 +287,7 @@ class CacheEngine:
             results.update({key: _served(outcome, MISS) for key, outcome in outcomes.items()})
             return results
         finally:
-            self._release(store, leases)
+            self._release(store, leases, time.time())
 
     def _write(self, store: Store, outcomes: dict[CacheKey, Fetched]) -> None:
         """Entries, verdicts and failure records; best effort, the answer is served regardless."""
@@ -313,14 +313,14 @@ class CacheEngine:
             self._stores.note(store, error)
             log.debug("could not write %d cache entries: %s", len(outcomes), error)
 
-    def _release(self, store: Store, leases: dict[CacheKey, Lease]) -> None:
+    def _release(self, store: Store, leases: dict[CacheKey, Lease], written_at: float) -> None:
         try:
             self._locks.release(leases.values())
         except redis.RedisError as error:
             self._stores.trouble.record(error)
             log.debug("could not release fill locks (they expire by themselves): %s", error)
         try:
-            self._notifier.publish(store.client, [key.redis_key for key in leases])
+            self._notifier.publish(store.client, [key.redis_key for key in leases], written_at)
         except redis.RedisError as error:
             self._stores.trouble.record(error)
 
@@ -353,14 +353,16 @@ class CacheEngine:
         gone, the keys left unsettled go back to ``_fill`` to compete for the lock again.
         """
         until = min(time.monotonic() + holder_left + 0.05, deadline)
-        with self._notifier.waiting_for([key.redis_key for key in keys]) as filled:
+        with self._notifier.waiting_for([key.redis_key for key in keys]) as waiter:
             settled = _settled(self._read(store, keys))
             while len(settled) < len(keys) and (left := until - time.monotonic()) > 0:
                 poll = SUBSCRIBED_POLL if self._notifier.subscribed else UNSUBSCRIBED_POLL
-                filled.wait(min(left, poll))
-                filled.clear()
+                waiter.event.wait(min(left, poll))
+                waiter.event.clear()
                 rest = [key for key in keys if key not in settled]
                 settled.update(_settled(self._read(store, rest)))
+                if waiter.written_at is not None and len(settled) == len(keys):
+                    self._stats.observe(counters.FILL_WAKEUP, max(0.0, time.time() - waiter.written_at))
                 if self._any_lock_released(store, [key for key in rest if key not in settled]):
                     break
         if time.monotonic() >= deadline:

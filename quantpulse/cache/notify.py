@@ -25,6 +25,26 @@ log = logging.getLogger(__name__)
 MAX_BACKOFF = 0.5  # seconds between resubscribe attempts while the store is away
 
 
+class Waiter:
+    """Woken by a push; remembers when the fill it was woken for was written."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.written_at: float | None = None
+
+    def wake(self, written_at: float | None) -> None:
+        self.written_at = written_at
+        self.event.set()
+
+
+def _decode(data: bytes) -> tuple[list[str], float | None]:
+    """``{"keys", "at"}``; a bare list of keys is what a worker of the previous release sends."""
+    message = json.loads(data)
+    if isinstance(message, list):
+        return message, None
+    return list(message["keys"]), float(message["at"])
+
+
 class FillNotifier:
     def __init__(
         self, client: redis.Redis, channel: str, on_error: Callable[[redis.RedisError], object] = bool
@@ -39,38 +59,39 @@ class FillNotifier:
         self._subscribed = threading.Event()
 
     @contextmanager
-    def waiting_for(self, keys: Iterable[str]) -> Iterator[threading.Event]:
-        """An Event set when any of ``keys`` is published; registered for the block's duration."""
+    def waiting_for(self, keys: Iterable[str]) -> Iterator[Waiter]:
+        """A waiter woken when any of ``keys`` is published; registered for the block's duration."""
         self._ensure_listener()
-        event = threading.Event()
+        waiter = Waiter()
         keys = list(keys)
         with self._guard:
             for key in keys:
-                self._waiters[key].add(event)
+                self._waiters[key].add(waiter)
         try:
-            yield event
+            yield waiter
         finally:
             with self._guard:
                 for key in keys:
-                    self._waiters[key].discard(event)
+                    self._waiters[key].discard(waiter)
                     if not self._waiters[key]:
                         del self._waiters[key]
 
-    def publish(self, client: redis.Redis, keys: list[str]) -> None:
-        """Tell every process (this one directly, in case the store is not the shared one).
+    def publish(self, client: redis.Redis, keys: list[str], written_at: float) -> None:
+        """Tell every process (this one directly, in case the store is not the shared one) that
+        ``keys`` were written at ``written_at`` (epoch seconds: wake-ups are timed from it).
 
         A duplicate push only wakes waiters twice, so a broken connection is retried: a lost
         push would hold every waiter of the fleet until the lock lapsed.
         """
-        self._wake(keys)
-        message = json.dumps(keys)
+        self._wake(keys, written_at)
+        message = json.dumps({"keys": keys, "at": written_at})
         retry_idempotent(lambda: client.publish(self._channel, message))
 
-    def _wake(self, keys: Iterable[str]) -> None:
+    def _wake(self, keys: Iterable[str], written_at: float | None) -> None:
         with self._guard:
-            events = [event for key in keys for event in self._waiters.get(key, ())]
-        for event in events:
-            event.set()
+            waiters = [waiter for key in keys for waiter in self._waiters.get(key, ())]
+        for waiter in waiters:
+            waiter.wake(written_at)
 
     def _ensure_listener(self) -> None:
         """Started on first use, after gunicorn has forked, so every worker has its own."""
@@ -98,7 +119,7 @@ class FillNotifier:
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        self._wake(json.loads(message["data"]))
+                        self._wake(*_decode(message["data"]))
             except redis.RedisError as error:
                 self._on_error(error)
                 log.debug("fill listener: %s; resubscribing in %.2f s", error, backoff)

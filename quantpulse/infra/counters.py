@@ -29,7 +29,9 @@ REFRESHES = "cache:background_refreshes"
 DEMO_SERVED = "demo:served"
 FLUSH_INTERVAL = 0.5
 # Histogram buckets (seconds): counted per bucket in the shared hash, cumulated when exported.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From a fill's write to a waiter in another worker settling on it (the wake-up's cost).
+FILL_WAKEUP = "cache:fill_wakeup"
 
 
 def request_counter(endpoint: str, status: int) -> str:

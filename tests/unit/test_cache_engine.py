@@ -20,7 +20,15 @@ from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.entry import CacheKey, Entry, Failed, Kind, Missing
 from quantpulse.cache.locks import FillLocks
 from quantpulse.config import Settings
-from quantpulse.infra.counters import COALESCED_WAITS, HITS, LOCK_TAKEOVERS, MISSES, STALE_SERVED, Stats
+from quantpulse.infra.counters import (
+    COALESCED_WAITS,
+    FILL_WAKEUP,
+    HITS,
+    LOCK_TAKEOVERS,
+    MISSES,
+    STALE_SERVED,
+    Stats,
+)
 from quantpulse.infra.namespace import STATS_KEY
 from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, connect_redis, embedded_store
 from quantpulse.models import Profile
@@ -290,6 +298,10 @@ def test_waiters_are_woken_by_the_fill_not_by_the_lock_expiry(server):
 
     assert result.cache == "coalesced"
     assert time.monotonic() - started < 2, "woken by push, long before the 30 s lock would lapse"
+    waiter._stats.flush()
+    wakeups = counts(waiter)
+    assert wakeups[f"{FILL_WAKEUP}:count"] == 1, "the wake-up is timed from the fill's write"
+    assert 0 <= wakeups[f"{FILL_WAKEUP}:sum_us"] < 1_000_000
 
 
 def test_a_dead_owners_lock_expires_and_is_taken_over(store):
