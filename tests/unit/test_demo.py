@@ -192,7 +192,7 @@ def test_bse_trades_within_a_fraction_of_a_percent_of_nse() -> None:
 def test_known_company_starts_near_its_table_price_with_its_real_name() -> None:
     quote = quote_at(IN_SESSION)
     assert quote.company_name == "Reliance Industries Ltd"
-    table_price = companies.COMPANIES["RELIANCE"].price
+    table_price = companies.all_companies()["RELIANCE"].price
     assert table_price / 3 < quote.price < table_price * 3
 
 
@@ -205,7 +205,7 @@ def test_unknown_ticker_gets_a_plausible_price_but_no_invented_name() -> None:
 
 def test_profile_of_a_known_company_comes_from_the_table() -> None:
     profile = demo_at(IN_SESSION).profile(RELIANCE)
-    company = companies.COMPANIES["RELIANCE"]
+    company = companies.all_companies()["RELIANCE"]
     assert profile.name == company.name
     assert (profile.sector, profile.industry) == (company.sector, company.industry)
     assert profile.market_cap == quote_at(IN_SESSION).price * company.shares
@@ -220,11 +220,11 @@ def test_profile_of_an_unknown_ticker_invents_nothing() -> None:
 
 
 def test_company_table_holds_real_large_caps() -> None:
-    assert len(companies.COMPANIES) >= 15
+    assert len(companies.all_companies()) >= 15
     assert companies.company_name("m&m") == "Mahindra & Mahindra Ltd"
     assert companies.company_name("BAJAJ-AUTO") == "Bajaj Auto Ltd"
     assert companies.lookup("NEWCO") is None
-    for ticker, company in companies.COMPANIES.items():
+    for ticker, company in companies.all_companies().items():
         assert company.ticker == ticker
         assert company.name and company.name != ticker
         assert company.website.startswith("https://")
