@@ -22,8 +22,14 @@ from flask.cli import AppGroup
 from quantpulse.api import components
 from quantpulse.api.status import LIVE_PROVIDERS, service_status
 from quantpulse.bootstrap import Components
-from quantpulse.cache.entry import HIT, STALE
-from quantpulse.errors import FailureKind, InvalidSymbol, ProviderError, ProvidersExhausted, QuantPulseError
+from quantpulse.errors import (
+    FailureKind,
+    Fallback,
+    InvalidSymbol,
+    ProviderError,
+    ProvidersExhausted,
+    QuantPulseError,
+)
 from quantpulse.infra.store import BACKEND_EMBEDDED
 from quantpulse.logs import log_level_at_least, redact
 from quantpulse.models import Quote
@@ -32,7 +38,6 @@ from quantpulse.providers import catalog
 from quantpulse.service import MAX_BATCH_INSTRUMENTS, Answer, BatchResult, StockService
 from quantpulse.symbols import ParsedSymbol, parse_symbol
 
-BUDGET_SPENT = "(budget)"  # how a fallback reason says the fleet's credit budget refused a call
 KEY_VERDICTS = {
     FailureKind.AUTH: "rejected (auth)",
     FailureKind.PLAN: "plan",
@@ -189,19 +194,18 @@ class Warmed:
     @classmethod
     def of(cls, symbol: str, what: str, outcome: Answer[Any] | QuantPulseError) -> Warmed:
         if isinstance(outcome, QuantPulseError):
-            reason = outcome.reason if isinstance(outcome, ProvidersExhausted) else ""
+            fallbacks = outcome.fallbacks if isinstance(outcome, ProvidersExhausted) else ()
             detail = f"{outcome.status} {outcome.message}"
-            return cls(symbol, what, "error", detail, _budget_refusal(reason))
+            return cls(symbol, what, "error", detail, _budget_refusal(fallbacks))
         reason = outcome.fallback_reason or ""
         detail = f"{outcome.source} ({outcome.cache})" + (f"; fell back: {reason}" if reason else "")
         status = "demo" if outcome.is_demo else "ok"
-        # A reason stored with an older entry says nothing about the budget now.
-        fetched_now = outcome.cache not in (HIT, STALE)
-        return cls(symbol, what, status, detail, _budget_refusal(reason) if fetched_now else None)
+        return cls(symbol, what, status, detail, _budget_refusal(outcome.fallbacks))
 
 
-def _budget_refusal(reason: str) -> str | None:
-    return reason if BUDGET_SPENT in reason else None
+def _budget_refusal(fallbacks: Sequence[Fallback]) -> str | None:
+    """The fallbacks of this fetch, as text, when the fleet's credit budget stopped one of them."""
+    return "; ".join(map(str, fallbacks)) if any(f.budget_refused for f in fallbacks) else None
 
 
 @cli.command()

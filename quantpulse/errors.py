@@ -9,9 +9,11 @@ validation errors and unexpected exceptions alike. Every layer raises these; onl
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_RETRY_AFTER = 30
+BUDGET_SCOPE = "budget"  # a call the fleet's credit budget did not allow (or could not check)
 
 
 class QuantPulseError(Exception):
@@ -86,15 +88,21 @@ class ServiceUnavailable(QuantPulseError):
 
 
 class ProvidersExhausted(ServiceUnavailable):
-    """No live provider could answer; stale or demo data may still be served instead."""
+    """No live provider could answer; stale or demo data may still be served instead.
 
-    def __init__(self, reason: str, *, retry_after: int | None = None) -> None:
+    ``reason`` is the text operators read; ``fallbacks`` say the same as data, for code.
+    """
+
+    def __init__(
+        self, reason: str, *, retry_after: int | None = None, fallbacks: tuple[Fallback, ...] = ()
+    ) -> None:
         super().__init__(
             f"No data source can serve this request right now ({reason}).",
             retry_after=retry_after,
             hint="Try again later.",
         )
         self.reason = reason
+        self.fallbacks = fallbacks
 
 
 class FailureKind(enum.StrEnum):
@@ -138,9 +146,27 @@ class ProviderError(QuantPulseError):
     def is_transient(self) -> bool:
         return self.kind is FailureKind.TRANSIENT
 
-    def summary(self) -> str:
+    @property
+    def fallback(self) -> Fallback:
+        return Fallback(self.provider, self.kind, self.scope)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """Why one provider did not answer: it failed, or we chose not to call it (``scope``)."""
+
+    provider: str
+    kind: FailureKind
+    scope: str | None = None
+
+    def __str__(self) -> str:
         scope = f" ({self.scope})" if self.scope else ""
         return f"{self.provider}: {self.kind.value}{scope}"
+
+    @property
+    def budget_refused(self) -> bool:
+        """The fleet's credit budget, not the provider, stopped this call."""
+        return self.scope == BUDGET_SCOPE
 
 
 def skipped_call(
@@ -158,7 +184,7 @@ def over_budget(provider: str, retry_after: int | None) -> ProviderError:
         FailureKind.RATE_LIMITED,
         "the fleet's credit budget is spent",
         retry_after=retry_after,
-        scope="budget",
+        scope=BUDGET_SCOPE,
     )
 
 
@@ -169,7 +195,7 @@ def budget_unreachable(provider: str) -> ProviderError:
         FailureKind.TRANSIENT,
         "the fleet's credit budget is unreachable",
         retry_after=1,
-        scope="budget",
+        scope=BUDGET_SCOPE,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
@@ -95,6 +95,7 @@ class Failed:
 
     reason: str
     retry_after: int | None = None
+    notes: tuple[Any, ...] = field(default=(), compare=False, repr=False)  # as for Entry
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class Entry(Generic[T]):
     source: str
     fetched_at: float
     fallback_reason: str | None = None
+    # What the fetcher tells its caller about this fetch; never stored, so not on cached reads.
+    notes: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.fetched_at)

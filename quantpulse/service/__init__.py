@@ -21,6 +21,7 @@ from quantpulse.cache.entry import HIT, MISS, STALE, CacheKey, Entry, Failed, Ki
 from quantpulse.config import Settings
 from quantpulse.errors import (
     BadRequest,
+    Fallback,
     ProviderError,
     ProvidersExhausted,
     QuantPulseError,
@@ -78,6 +79,8 @@ class Answer(Generic[T]):
     period: Period | None = None
     # The body without ``service_info``, when the service kept one for this entry.
     rendered: Rendered | None = field(default=None, compare=False, repr=False)
+    # Why other providers did not answer, as data; known for what this process fetched just now.
+    fallbacks: tuple[Fallback, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def of(
@@ -97,6 +100,7 @@ class Answer(Generic[T]):
             entry.fallback_reason,
             period,
             rendered,
+            entry.notes,
         )
 
     @property
@@ -287,9 +291,20 @@ class StockService:
         if isinstance(outcome, Missing):
             return SymbolNotFound.of(instrument)
         if not self.chain.allow_demo:
-            return ProvidersExhausted(outcome.reason, retry_after=outcome.retry_after)
+            return ProvidersExhausted(
+                outcome.reason, retry_after=outcome.retry_after, fallbacks=outcome.notes
+            )
         self.stats.incr(counters.DEMO_SERVED)
-        answer = Answer(instrument, demo(instrument), DEMO_SOURCE, MISS, time.time(), outcome.reason, period)
+        answer = Answer(
+            instrument,
+            demo(instrument),
+            DEMO_SOURCE,
+            MISS,
+            time.time(),
+            outcome.reason,
+            period,
+            fallbacks=outcome.notes,
+        )
         render = self._render.get(key.kind.name)
         return dataclasses.replace(answer, rendered=render(answer)) if render else answer
 
@@ -360,5 +375,5 @@ def _for_cache(outcome: Entry[Any] | QuantPulseError) -> Fetched:
     if isinstance(outcome, SymbolNotFound):
         return Missing(outcome.message)
     if isinstance(outcome, ProvidersExhausted):
-        return Failed(outcome.reason, outcome.retry_after)
+        return Failed(outcome.reason, outcome.retry_after, notes=outcome.fallbacks)
     return outcome

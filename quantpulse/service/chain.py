@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from quantpulse.cache.entry import Entry
-from quantpulse.errors import ProviderError, ProvidersExhausted, QuantPulseError, SymbolNotFound
+from quantpulse.errors import Fallback, ProviderError, ProvidersExhausted, QuantPulseError, SymbolNotFound
 from quantpulse.providers.base import Provider
 from quantpulse.symbols import Instrument
 
@@ -45,8 +45,9 @@ class ProviderChain:
             for instrument in pending:
                 outcome = outcomes[instrument]
                 if not isinstance(outcome, ProviderError):
-                    reason = _reason(failures[instrument]) or None
-                    results[instrument] = Entry(outcome, provider.name, time.time(), reason)
+                    tried = tuple(failure.fallback for failure in failures[instrument])
+                    reason = _reason(tried) or None
+                    results[instrument] = Entry(outcome, provider.name, time.time(), reason, notes=tried)
                 elif outcome.is_verdict:
                     results[instrument] = SymbolNotFound.of(instrument)
                 else:
@@ -59,13 +60,14 @@ class ProviderChain:
 
     def _exhausted(self, failures: list[ProviderError]) -> ProvidersExhausted:
         waits = [f.retry_after for f in failures if f.retry_after]
+        tried = tuple(failure.fallback for failure in failures)
         return ProvidersExhausted(
-            _reason(failures) or self._idle_reason, retry_after=min(waits) if waits else None
+            _reason(tried) or self._idle_reason, retry_after=min(waits) if waits else None, fallbacks=tried
         )
 
 
-def _reason(failures: list[ProviderError]) -> str:
-    return "; ".join(failure.summary() for failure in failures)
+def _reason(tried: tuple[Fallback, ...]) -> str:
+    return "; ".join(str(fallback) for fallback in tried)
 
 
 def one_by_one(op: Callable[[Provider, Instrument], T]) -> ProviderCall[T]:
