@@ -8,7 +8,7 @@ a developer's ``.env`` cannot leak into tests that build the app themselves.
 
 from dotenv import load_dotenv
 
-from quantpulse import create_app
+from quantpulse.app import create_app
 
 load_dotenv(".env", override=False)
 app = create_app()

@@ -1,8 +1,6 @@
 """QuantPulse: a market-data backend for NSE/BSE equities with a fleet-wide cache.
 
-``create_app`` (``quantpulse/app.py``) is the app factory; ``bootstrap.py`` the composition root.
+The app factory is ``quantpulse.app.create_app``; the composition root ``quantpulse.bootstrap``.
+Importing this package imports nothing else, so ``quantpulse.logs`` (which gunicorn's master
+loads for its log format) or ``quantpulse.config`` come without Flask and the whole stack.
 """
-
-from quantpulse.app import create_app
-
-__all__ = ["create_app"]

@@ -107,5 +107,8 @@ def register_cors(app: Flask, settings: Settings) -> None:
         if "Origin" in request.headers:
             response = flask_cors_hook(response)
         vary = response.headers.get("Vary")
-        response.headers["Vary"] = f"{vary}, Origin" if vary and "Origin" not in vary else vary or "Origin"
+        if not vary:
+            response.headers["Vary"] = "Origin"
+        elif "origin" not in (part.strip().lower() for part in vary.split(",")):
+            response.headers["Vary"] = f"{vary}, Origin"
         return response

@@ -9,6 +9,9 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
+
+from flask_caching.backends import SimpleCache
 
 from quantpulse.api.rendering import RENDERERS
 from quantpulse.cache.ahead import RefreshAhead
@@ -65,10 +68,28 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         demo=DemoProvider(),
         cache=cache,
         stats=stats,
-        hot=HotAnswers(settings.near_cache_ttl),
+        hot=HotAnswers(settings.near_cache_ttl, local_cache(), local_cache()),
         render=RENDERERS,
     )
     return Components(service=service, stores=stores, guard=guard)
+
+
+def local_cache(max_entries: int = 2000) -> SimpleCache:
+    """A bounded in-process cache (flask-caching's SimpleCache) that shares its values instead of
+    pickling a copy per read: what it holds is immutable."""
+    cache = SimpleCache(threshold=max_entries, default_timeout=60)
+    cache.serializer = _SameObject()
+    return cache
+
+
+class _SameObject:
+    @staticmethod
+    def dumps(value: Any) -> Any:
+        return value
+
+    @staticmethod
+    def loads(value: Any) -> Any:
+        return value
 
 
 def build_guard(settings: Settings, stores: Stores, stats: Stats) -> UpstreamGuard:

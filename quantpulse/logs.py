@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -83,11 +84,12 @@ def configure_logging(level: str) -> None:
     if not root.handlers:
         sink = logging.StreamHandler()
         sink.setFormatter(JsonFormatter())
-        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        listener = QueueListener(records, sink)
-        listener.start()
-        atexit.register(listener.stop)  # what is still queued at exit is written, not lost
-        root.addHandler(_HandOver(records))
+        lines = _QueuedLines(sink)
+        root.addHandler(lines.handler)
+        atexit.register(lines.stop)  # what is still queued at exit is written, not lost
+        # A forked child (gunicorn --preload) inherits neither the listener's thread nor a queue
+        # it can trust (the thread may have held its lock): it starts both afresh.
+        os.register_at_fork(after_in_child=lines.start)
     root.setLevel(level)
 
 
@@ -96,6 +98,26 @@ class _HandOver(QueueHandler):
 
     def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
         return record
+
+
+class _QueuedLines:
+    """A queue that request threads hand records to, and the thread that writes them out."""
+
+    def __init__(self, sink: logging.Handler) -> None:
+        self._sink = sink
+        self.handler = _HandOver(queue.SimpleQueue())
+        self._listener: QueueListener | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.handler.queue = queue.SimpleQueue()
+        self._listener = QueueListener(self.handler.queue, self._sink)
+        self._listener.start()
+
+    def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from quantpulse import create_app
+from quantpulse.app import create_app
 from quantpulse.config import Settings
 from quantpulse.infra.store import Stores, embedded_store
 from tests.fakes.provider_server import FakeProviderServer

@@ -20,7 +20,6 @@ CENT = Decimal("0.01")
 # docs/api.md's symbol grammar as a JSON Schema pattern, for the docs (parse_symbol is the authority).
 SYMBOL_PATTERN = r"^\s*[A-Za-z0-9][A-Za-z0-9&.\-]{0,19}(\.(NS|BO|ns|bo)|:(NSE|BSE|nse|bse))?\s*$"
 # OpenAPI types of computed fields (apispec cannot infer them from a function).
-BOOLEAN = {"type": "boolean"}
 INTEGER = {"type": "integer"}
 NUMBER = {"type": "number"}
 STRING = {"type": "string"}
@@ -115,17 +114,17 @@ class ServiceInfoSchema(Schema):
     """The truth about one response: where the data came from and how the cache served it."""
 
     source = fields.String()
-    cached = fields.Boolean()
+    cached = fields.Boolean(dump_only=True)
     cache = fields.String(validate=validate.OneOf(["hit", "miss", "stale", "coalesced"]))
     age_seconds = fields.Function(lambda answer: answer.age_seconds(), metadata=NUMBER)
-    stale = fields.Boolean()
+    stale = fields.Boolean(dump_only=True)
     fallback_reason = fields.String(allow_none=True)
 
 
 class _AnswerSchema(Schema):
     symbol = fields.String(attribute="instrument.ticker")
     exchange = fields.String(attribute="instrument.exchange")
-    isDemoData = fields.Boolean(attribute="is_demo")
+    isDemoData = fields.Boolean(attribute="is_demo", dump_only=True)
     service_info = fields.Nested(ServiceInfoSchema)
 
 

@@ -118,11 +118,11 @@ def _cache_stats(
     served = hits + stale + misses
     settings = service.settings
     return {
-        "backend": service.cache.backend,
+        "backend": service.backend,
         # Fleet-wide only when the counters came from a store the whole fleet shares.
-        "stats_scope": "fleet" if shared and service.cache.backend == BACKEND_REDIS else "process",
+        "stats_scope": "fleet" if shared and service.backend == BACKEND_REDIS else "process",
         "store_problem": store_problem,
-        "total_entries": service.cache.entry_count(),
+        "total_entries": service.entry_count(),
         "hits": hits,
         "misses": misses,
         "stale_served": stale,

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from quantpulse.infra.namespace import NAMESPACE
@@ -123,13 +121,6 @@ class Served(Generic[T]):
     @property
     def value(self) -> T:
         return self.entry.value
-
-    @property
-    def fetched_at(self) -> datetime:
-        return datetime.fromtimestamp(self.entry.fetched_at, UTC)
-
-    def age_seconds(self, now: float | None = None) -> float:
-        return round(self.entry.age(now or time.time()), 1)
 
 
 def encode_entry(entry: Entry[Any]) -> str:

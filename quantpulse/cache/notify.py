@@ -37,12 +37,17 @@ class Waiter:
         self.event.set()
 
 
+# A push is a JSON list of the keys written, then ``"@<epoch seconds>"``: a worker of the previous
+# release (which reads a plain list of keys) still wakes on it during a rolling deploy.
+_WRITTEN_AT = "@"
+
+
 def _decode(data: bytes) -> tuple[list[str], float | None]:
-    """``{"keys", "at"}``; a bare list of keys is what a worker of the previous release sends."""
-    message = json.loads(data)
-    if isinstance(message, list):
-        return message, None
-    return list(message["keys"]), float(message["at"])
+    """The keys of a push, and when they were written (None from the previous release)."""
+    items = [str(item) for item in json.loads(data)]
+    keys = [item for item in items if not item.startswith(_WRITTEN_AT)]
+    stamps = [float(item[1:]) for item in items if item.startswith(_WRITTEN_AT)]
+    return keys, (stamps[0] if stamps else None)
 
 
 class FillNotifier:
@@ -54,7 +59,7 @@ class FillNotifier:
         self._on_error = on_error
         self._channel = channel
         self._guard = threading.Lock()
-        self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
 
@@ -84,8 +89,17 @@ class FillNotifier:
         push would hold every waiter of the fleet until the lock lapsed.
         """
         self._wake(keys, written_at)
-        message = json.dumps({"keys": keys, "at": written_at})
+        message = json.dumps([*keys, f"{_WRITTEN_AT}{written_at}"])
         retry_idempotent(lambda: client.publish(self._channel, message))
+
+    def _dispatch(self, data: bytes) -> None:
+        """One push; a malformed one (not ours) is ignored, never a reason to resubscribe."""
+        try:
+            keys, written_at = _decode(data)
+        except (ValueError, TypeError):
+            log.debug("fill listener: ignoring a malformed push %r", data[:100])
+            return
+        self._wake(keys, written_at)
 
     def _wake(self, keys: Iterable[str], written_at: float | None) -> None:
         with self._guard:
@@ -119,7 +133,7 @@ class FillNotifier:
                 while True:
                     message = pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        self._wake(*_decode(message["data"]))
+                        self._dispatch(message["data"])
             except redis.RedisError as error:
                 self._on_error(error)
                 log.debug("fill listener: %s; resubscribing in %.2f s", error, backoff)

@@ -32,7 +32,7 @@ from functools import lru_cache
 from itertools import groupby
 from typing import NamedTuple
 
-from quantpulse import companies
+import quantpulse.companies as companies
 from quantpulse.market import (
     IST,
     SESSION_OPEN,

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 import redis
 
-from quantpulse import companies
+import quantpulse.companies as companies
 from quantpulse.cache.engine import CacheEngine, Fetched, Outcome
 from quantpulse.cache.entry import HIT, MISS, STALE, CacheKey, Entry, Failed, Kind, Missing, Served
 from quantpulse.config import Settings
@@ -162,7 +162,7 @@ class StockService:
         self.stats = stats
         self.kinds = kinds
         self._demo = demo
-        self._hot = hot or HotAnswers(0)
+        self._hot = hot or HotAnswers(0, _NoCache(), _NoCache())
         self._render = render or {}
 
     def instrument(self, parsed: ParsedSymbol) -> Instrument:
@@ -229,6 +229,14 @@ class StockService:
                 "The shared cache refused the request; nothing was dropped.", retry_after=5
             ) from None
 
+    @property
+    def backend(self) -> str:
+        """Which store the cache uses: ``redis`` or ``embedded``."""
+        return self.cache.backend
+
+    def entry_count(self) -> int | None:
+        return self.cache.entry_count()
+
     def clear(self) -> int:
         """Drop every cached entry, verdict, failure record and fill lock; returns how many."""
         self._hot.clear()
@@ -286,7 +294,8 @@ class StockService:
     ) -> Answer[T] | QuantPulseError:
         """What the cache settled, in the service's terms; demo data where a failure may be."""
         if isinstance(outcome, Served):
-            self._hot.put(key, outcome.entry)
+            # What this fetch fell back from is news once; a hot copy served later says nothing.
+            self._hot.put(key, dataclasses.replace(outcome.entry, notes=()))
             return self._served(key, instrument, outcome, period)
         if isinstance(outcome, Missing):
             return SymbolNotFound.of(instrument)
@@ -355,6 +364,22 @@ def _completed(
     if complete is None or not isinstance(outcome, Entry):
         return outcome
     return complete(instrument, outcome)
+
+
+class _NoCache:
+    """Holds nothing: a service built without hot answers (tests, tools) asks the cache every time."""
+
+    def get(self, key: str) -> None:
+        return None
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> None:
+        return None
+
+    def delete_many(self, *keys: str) -> None:
+        return None
+
+    def clear(self) -> None:
+        return None
 
 
 def _single_outcome(outcomes: dict[Instrument, Answer[T] | QuantPulseError]) -> Answer[T]:

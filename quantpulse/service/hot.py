@@ -6,9 +6,9 @@ worker's own memory skips the Redis round trip, and keeping each entry's rendere
 re-checked on every read, so nothing is served that the shared cache would not serve. The cost:
 after an admin cache drop, other workers may serve their copy for up to ``NEAR_CACHE_TTL``.
 
-Rendered bodies are kept apart, keyed by entry and fetch time (an entry never changes), for as
-long as the entry may be served, so a stale or shared entry is rendered once per worker too.
-Backed by flask-caching's SimpleCache, in process only; values are shared, never pickled.
+Each key's body is kept with the fetch time it was rendered for, as long as the entry may be
+served, so a stale or shared entry is rendered once per worker too; a newer entry replaces it.
+The storage (a bounded in-process cache) is handed in by the composition root.
 """
 
 from __future__ import annotations
@@ -16,9 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-from flask_caching.backends import SimpleCache
+from typing import Any, Protocol
 
 from quantpulse.cache.entry import CacheKey, Entry
 
@@ -31,55 +29,62 @@ class Rendered:
     tail: bytes
 
 
-class _SameObject:
-    """SimpleCache pickles every value to hand out copies; ours are immutable, so share them."""
+class LocalCache(Protocol):
+    """What hot answers need of an in-process cache (flask-caching's SimpleCache has it)."""
 
-    @staticmethod
-    def dumps(value: Any) -> Any:
-        return value
-
-    @staticmethod
-    def loads(value: Any) -> Any:
-        return value
-
-
-def _shared_cache(max_entries: int, timeout: int) -> SimpleCache:
-    cache = SimpleCache(threshold=max_entries, default_timeout=timeout)
-    cache.serializer = _SameObject()
-    return cache
+    def get(self, key: str) -> Any: ...
+    def set(self, key: str, value: Any, timeout: int | None = None) -> Any: ...
+    def delete_many(self, *keys: str) -> Any: ...
+    def clear(self) -> Any: ...
 
 
 class HotAnswers:
-    def __init__(self, seconds: int, max_entries: int = 2000) -> None:
+    def __init__(
+        self,
+        seconds: float,
+        entries: LocalCache,
+        bodies: LocalCache,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._seconds = seconds
-        self._entries = _shared_cache(max_entries, max(seconds, 1))
-        self._bodies = _shared_cache(max_entries, 60)
+        self._entries = entries
+        self._bodies = bodies
+        self._clock = clock
 
     def get(self, key: CacheKey, now: float) -> Entry[Any] | None:
-        """A fresh entry this worker saw within the last ``seconds``."""
+        """A fresh entry this worker saw within the last ``seconds`` (timed here, to the
+        millisecond: the cache's own expiry counts whole seconds)."""
         if not self._seconds:
             return None
-        entry = self._entries.get(key.redis_key)
-        return entry if entry is not None and key.kind.is_fresh(entry, now) else None
+        kept = self._entries.get(key.redis_key)
+        if kept is None:
+            return None
+        entry, until = kept
+        return entry if self._clock() < until and key.kind.is_fresh(entry, now) else None
 
     def put(self, key: CacheKey, entry: Entry[Any]) -> None:
         if self._seconds and key.kind.is_fresh(entry, time.time()):
-            self._entries.set(key.redis_key, entry, timeout=self._seconds)
+            until = self._clock() + self._seconds
+            self._entries.set(key.redis_key, (entry, until), timeout=int(self._seconds) + 1)
 
     def rendered(self, key: CacheKey, entry: Entry[Any], render: Callable[[], Rendered]) -> Rendered:
         """The entry's body, rendered at most once while it may be served."""
-        name = f"{key.redis_key}@{entry.fetched_at}"
-        body = self._bodies.get(name)
-        if body is None:
-            body = render()
-            self._bodies.set(name, body, timeout=key.kind.lifetime or None)
+        kept = self._bodies.get(key.redis_key)
+        if kept is not None and kept[0] == entry.fetched_at:
+            return kept[1]
+        body = render()
+        if kept is None or kept[0] < entry.fetched_at:
+            self._bodies.set(key.redis_key, (entry.fetched_at, body), timeout=key.kind.lifetime or None)
         return body
 
     def drop(self, redis_keys: Iterable[str]) -> None:
-        self._entries.delete_many(*redis_keys)
+        names = list(redis_keys)
+        self._entries.delete_many(*names)
+        self._bodies.delete_many(*names)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._bodies.clear()
 
 
 Renderers = Mapping[str, Callable[[Any], Rendered]]

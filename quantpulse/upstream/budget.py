@@ -23,26 +23,44 @@ from quantpulse.infra.store import retry_idempotent
 
 # Each window kind of a provider is one hash without expiry (so no eviction policy can drop a
 # count and hand out a plan twice): field = window number, value = credits charged in it.
-# KEYS: the hashes; ARGV: cost, partial (1: grant what fits), then limit and window number per
-# key. Ended windows are pruned as new ones are charged. Returns {granted, refusing key (0: none)}.
-_RESERVE = """
+# The previous release counted each window in a string key of its own (``<hash>:<number>``, with
+# an expiry); while a rolling deploy runs both releases, this one also reads and charges those,
+# so the two share one budget. (Drop the ``legacy`` half once no worker of that release is left.)
+# KEYS: per window, the hash and the legacy key. ARGV: cost, partial (1: grant what fits), then
+# per window its limit, number and the legacy key's expiry (ms). Ended windows are pruned as new
+# ones are charged. Returns {granted, refusing window (0: none)}.
+_USED = """
+local function used(hash, legacy, number)
+  local counted = tonumber(redis.call('hget', hash, number) or '0')
+  local previous_release = tonumber(redis.call('get', legacy) or '0')
+  if previous_release > counted then return previous_release end
+  return counted
+end
+"""
+_RESERVE = (
+    _USED
+    + """
 local cost = tonumber(ARGV[1])
 local grant = cost
 local refused = 0
-for i, key in ipairs(KEYS) do
-  local left = tonumber(ARGV[1 + 2 * i]) - tonumber(redis.call('hget', key, ARGV[2 + 2 * i]) or '0')
+local windows = #KEYS / 2
+for i = 1, windows do
+  local left = tonumber(ARGV[3 * i]) - used(KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i + 1])
   if left < grant then grant = left; refused = i end
 end
 if grant < 1 or (ARGV[2] ~= '1' and grant < cost) then return {0, refused} end
-for i, key in ipairs(KEYS) do
-  local window = tonumber(ARGV[2 + 2 * i])
-  redis.call('hincrby', key, ARGV[2 + 2 * i], grant)
-  for _, field in ipairs(redis.call('hkeys', key)) do
-    if tonumber(field) < window - 1 then redis.call('hdel', key, field) end
+for i = 1, windows do
+  local hash, legacy, number = KEYS[2 * i - 1], KEYS[2 * i], ARGV[3 * i + 1]
+  redis.call('hset', hash, number, used(hash, legacy, number) + grant)
+  redis.call('incrby', legacy, grant)
+  redis.call('pexpire', legacy, ARGV[3 * i + 2])
+  for _, field in ipairs(redis.call('hkeys', hash)) do
+    if tonumber(field) < tonumber(number) - 1 then redis.call('hdel', hash, field) end
   end
 end
 return {grant, 0}
 """
+)
 # Raise a window's count to what the provider says is used; never lower it.
 _CORRECT = """
 local used = tonumber(ARGV[2])
@@ -51,6 +69,13 @@ if used > tonumber(redis.call('hget', KEYS[1], ARGV[1]) or '0') then
 end
 return 0
 """
+# What is used in one window, this release's count or the previous release's, whichever is more.
+_READ = (
+    _USED
+    + """
+return used(KEYS[1], KEYS[2], ARGV[1])
+"""
+)
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,13 @@ class Window:
     def key(self, provider: str) -> str:
         """The hash of this window kind: ``qp:v1:budget:twelvedata:minute``."""
         return f"{NAMESPACE}:budget:{provider}:{self.name}"
+
+    def legacy_key(self, provider: str, number: int) -> str:
+        """Where the previous release counted window ``number``."""
+        return f"{self.key(provider)}:{number}"
+
+    def legacy_expiry_ms(self) -> int:
+        return int(self.seconds * 2000)
 
     def number(self, now: float) -> int:
         """Which window ``now`` falls in (its field in the hash)."""
@@ -118,9 +150,9 @@ class CreditBudget:
         owners: list[Window] = []
         for window in windows:
             for number in window.numbers(now):
-                keys.append(window.key(provider))
+                keys += [window.key(provider), window.legacy_key(provider, number)]
                 owners.append(window)
-                args += [window.limit, number]
+                args += [window.limit, number, window.legacy_expiry_ms()]
         granted, refused = client.eval(_RESERVE, len(keys), *keys, *args)
         if granted:
             return Reservation(int(granted))
@@ -132,10 +164,11 @@ class CreditBudget:
         if not windows:
             return {}
 
-        def read() -> list[bytes | None]:
+        def read() -> list[int]:
             pipe = client.pipeline(transaction=False)
             for window in windows:
-                pipe.hget(window.key(provider), str(window.number(now)))
+                number = window.number(now)
+                pipe.eval(_READ, 2, window.key(provider), window.legacy_key(provider, number), number)
             return pipe.execute()
 
         used = retry_idempotent(read)

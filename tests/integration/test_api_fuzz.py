@@ -15,7 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode, checks
 
-from quantpulse import create_app
+from quantpulse.app import create_app
 from quantpulse.config import Settings
 from quantpulse.infra.store import Stores, embedded_store
 

@@ -13,7 +13,7 @@ import fakeredis
 import pytest
 import redis
 
-from quantpulse import create_app
+from quantpulse.app import create_app
 from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, embedded_store
 
 

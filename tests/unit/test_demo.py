@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from quantpulse import companies
+import quantpulse.companies as companies
 from quantpulse.market import IST, is_trading_day, months_before
 from quantpulse.models import MARKET_CLOSED, MARKET_OPEN, Bar, Profile, Quote
 from quantpulse.periods import PERIODS, Period

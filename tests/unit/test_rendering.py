@@ -7,8 +7,9 @@ import json
 import time
 
 import pytest
+from flask import Flask, jsonify
 
-from quantpulse.api.rendering import RENDERERS, service_info
+from quantpulse.api.rendering import RENDERERS, answered, service_info
 from quantpulse.api.schemas import HistorySchema, ProfileSchema, QuoteSchema, ServiceInfoSchema
 from quantpulse.periods import PERIODS
 from quantpulse.providers.demo import DemoProvider
@@ -46,6 +47,19 @@ def test_a_spliced_body_is_what_the_schema_would_send(kind, answer, schema):
 
     assert json.loads(body) == json.loads(json.dumps(schema.dump(answer)))
     assert list(json.loads(body)) == list(schema.dump(answer)), "same fields, same order"
+
+
+@pytest.mark.parametrize(("kind", "answer", "schema"), answers(), ids=["quote", "history", "profile"])
+def test_a_response_is_byte_for_byte_what_jsonify_would_send(kind, answer, schema):
+    """ASCII only (the rupee sign escaped), compact, a newline at the end, as jsonify writes."""
+    app = Flask(__name__)
+    app.json.sort_keys = False  # as create_app sets it
+    with app.test_request_context():
+        expected = jsonify(schema.dump(answer)).get_data()
+        sent = answered(answer, kind).get_data()
+
+    assert sent == expected
+    assert sent.isascii()
 
 
 @pytest.mark.parametrize(("kind", "answer", "schema"), answers(), ids=["quote", "history", "profile"])

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from quantpulse.api.rendering import RENDERERS
+from quantpulse.bootstrap import local_cache
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
@@ -59,7 +60,7 @@ def make_service(
         demo=DemoProvider(),
         cache=cache,
         stats=stats,
-        hot=HotAnswers(near_seconds),
+        hot=HotAnswers(near_seconds, local_cache(), local_cache()),
         render=RENDERERS,
     )
 

@@ -18,6 +18,7 @@ import redis
 
 from quantpulse.cache.entry import CacheKey, Entry, Failed, Missing, encode_entry
 from quantpulse.cache.locks import FillLocks
+from quantpulse.cache.notify import _decode
 from quantpulse.errors import ProviderError
 from quantpulse.infra.counters import REFRESHES, Stats
 from quantpulse.infra.store import (
@@ -429,3 +430,13 @@ def test_redis_errors_reach_the_shared_statistics(store):
     stats.flush()
 
     assert store.client.hget("qp:v1:stats", "redis:errors:oom") == b"1"
+
+
+def test_pushes_wake_waiters_of_this_release_and_the_previous_one():
+    """The previous release reads a push as a plain list of keys: it must still find its keys."""
+    pushed = json.dumps(["qp:v1:quote:NSE:TCS", "@1795000000.25"]).encode()
+    previous_release_reads = [key for key in json.loads(pushed)]
+
+    assert "qp:v1:quote:NSE:TCS" in previous_release_reads
+    assert _decode(pushed) == (["qp:v1:quote:NSE:TCS"], 1795000000.25)
+    assert _decode(json.dumps(["qp:v1:quote:NSE:TCS"]).encode()) == (["qp:v1:quote:NSE:TCS"], None)

@@ -106,3 +106,14 @@ def test_ended_windows_are_pruned_as_new_ones_are_charged(budget, client):
 
     fields = sorted(int(field) for field in client.hkeys("qp:v1:budget:twelvedata:minute"))
     assert fields == [int(T0 // 60) + 3, int(T0 // 60) + 4]
+
+
+def test_during_a_rolling_deploy_both_releases_share_one_budget(budget, client):
+    """The previous release counted in a string key per window; both must see all charges."""
+    previous_release_key = f"qp:v1:budget:twelvedata:minute:{int(T0 // 60)}"
+    client.set(previous_release_key, 6, px=120_000)  # the previous release charged 6 of 8
+
+    assert budget.left(client, "twelvedata", T0)["minute"] == 2
+    assert budget.reserve(client, "twelvedata", 3, T0).granted == 0, "only 2 left across releases"
+    assert budget.reserve(client, "twelvedata", 2, T0).granted == 2
+    assert client.get(previous_release_key) == b"8", "the previous release sees this one's charges"
