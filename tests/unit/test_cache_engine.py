@@ -282,10 +282,10 @@ def test_concurrent_misses_in_two_processes_make_one_fetch(server):
     assert counts(engines[0])[COALESCED_WAITS] == 15, "both processes' waits, in one shared count"
 
 
-def test_waiters_are_woken_by_the_fill_not_by_the_lock_expiry(server):
-    owner, waiter = make_engine(shared_store(server)), make_engine(shared_store(server), lock_ttl=30)
+def wait_behind_a_blocked_fill(owner: CacheEngine, waiter: CacheEngine):
+    """``owner`` fills RELIANCE slowly; ``waiter`` (another process) asks meanwhile. Returns the
+    waiter's outcome and how long it waited."""
     fetch = CountingFetch(block=True)
-
     with ThreadPoolExecutor(2) as pool:
         filling = pool.submit(owner.get_or_fetch, RELIANCE, fetch)
         time.sleep(0.1)
@@ -295,9 +295,16 @@ def test_waiters_are_woken_by_the_fill_not_by_the_lock_expiry(server):
         fetch.release.set()
         result = waiting.result(timeout=5)
         filling.result(timeout=5)
+    return result, time.monotonic() - started
+
+
+def test_waiters_are_woken_by_the_fill_not_by_the_lock_expiry(server):
+    owner, waiter = make_engine(shared_store(server), lock_ttl=30), make_engine(shared_store(server))
+
+    result, waited = wait_behind_a_blocked_fill(owner, waiter)
 
     assert result.cache == "coalesced"
-    assert time.monotonic() - started < 2, "woken by push, long before the 30 s lock would lapse"
+    assert waited < 2, "woken by push, long before the owner's 30 s lock would lapse"
     waiter._stats.flush()
     wakeups = counts(waiter)
     assert wakeups[f"{FILL_WAKEUP}:count"] == 1, "the wake-up is timed from the fill's write"

@@ -46,6 +46,7 @@ from tests.unit.test_cache_engine import (
     entry,
     make_engine,
     shared_store,
+    wait_behind_a_blocked_fill,
 )
 
 
@@ -309,20 +310,11 @@ def test_waiters_poll_while_the_fill_listener_cannot_subscribe(server):
     sleep until the holder's 30 s lock lapses."""
     unsubscribed = Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS, pubsub=dead_redis().client)
     owner, waiter = make_engine(shared_store(server), lock_ttl=30), make_engine(unsubscribed)
-    fetch = CountingFetch(block=True)
 
-    with ThreadPoolExecutor(2) as pool:
-        filling = pool.submit(owner.get_or_fetch, RELIANCE, fetch)
-        time.sleep(0.1)
-        started = time.monotonic()
-        waiting = pool.submit(waiter.get_or_fetch, RELIANCE, lambda: pytest.fail("must not fetch"))
-        time.sleep(0.2)
-        fetch.release.set()
-        result = waiting.result(timeout=5)
-        filling.result(timeout=5)
+    result, waited = wait_behind_a_blocked_fill(owner, waiter)
 
     assert result.cache == "coalesced"
-    assert time.monotonic() - started < 2
+    assert waited < 2
 
 
 # ---- errors: kinds, episodes, and what they switch ----------------------------------------------
