@@ -1,8 +1,9 @@
 """QuantPulse benchmarks: ``python -m bench.run`` from the repository root.
 
 Starts its own redis-server, fake upstream (in this process) and gunicorn instances, measures
-(a) cached-read throughput, (b) cold storms, (c) expired-entry storms, (d) a cold batch and
-(e) memory per worker, and prints and saves one table (bench/results/latest.md and .json).
+(a) cached-read throughput (quote, history, profile), (b) cold storms, (c) expired-entry
+storms, (d) a cold batch and (e) memory per worker, and prints and saves one table
+(bench/results/latest.md and .json).
 Every figure is a ratio against a baseline measured in the same run, next to its target. It
 asserts nothing: a missed target is a MISS in the table, and the exit status is 0 unless the
 benchmark itself crashes.
@@ -22,7 +23,8 @@ from tests.servers import RedisServer
 
 COLUMNS = ("measurement", "result", "baseline", "ratio", "target", "verdict", "note")
 NOTES = [
-    "Baselines: (a) a bare Flask app doing one Redis GET per request (bench/baseline_app.py) under "
+    "Baselines: (a) a bare Flask app doing one Redis GET per request of the same key, and Flask "
+    "answering a constant JSON (the framework's ceiling), both in bench/baseline_app.py under "
     "the same gunicorn.conf.py; (b) and (d) one round trip straight to the fake upstream, timed by "
     "the same client; (c) the same 100-request storm on the entry while still fresh; (e) each "
     "worker's RSS before filling.",

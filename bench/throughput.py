@@ -1,6 +1,7 @@
-"""(a) Cached quote reads: QuantPulse against a bare Flask app doing one Redis GET per request.
+"""(a) Cached reads: QuantPulse against a bare Flask app doing one Redis GET per request (quote,
+history, profile), and against Flask answering a constant JSON (the framework's ceiling).
 
-All three servers run side by side (idle ones cost nothing) and are measured in interleaved
+All servers run side by side (idle ones cost nothing) and are measured in interleaved
 rounds, so drift on a shared machine hits each of them alike; each figure is the median of its
 rounds and each ratio the median of the per-round ratios.
 """
@@ -20,7 +21,14 @@ from tests.servers import Gunicorn, RedisServer
 SYMBOL = "RELIANCE"
 WORKERS = 4
 THROUGHPUT_TARGET = 1.2
+P99_TARGET = 1.5
+CEILING_TARGET = 0.9
 WARMUP_SECONDS = 2
+QUOTE, HISTORY, PROFILE = (
+    f"/stock/{SYMBOL}",
+    f"/stock/{SYMBOL}/historical?period=1mo",
+    f"/stock/{SYMBOL}/profile",
+)
 
 
 @dataclass(frozen=True)
@@ -35,13 +43,25 @@ class Server:
 SERVERS = (
     Server("QuantPulse", "wsgi:app", {}),
     Server("baseline", "bench.baseline_app:create_app()", {}),
+    Server("constant", "bench.baseline_app:create_constant_app()", {}),
     Server("QuantPulse + RATE_LIMIT", "wsgi:app", {"RATE_LIMIT": "100000/minute"}),
 )
+# (server, path) pairs measured in every round, named for the rows.
+TARGETS = {
+    "quote": ("QuantPulse", QUOTE),
+    "quote baseline": ("baseline", QUOTE),
+    "quote constant": ("constant", QUOTE),
+    "quote limited": ("QuantPulse + RATE_LIMIT", QUOTE),
+    "history": ("QuantPulse", HISTORY),
+    "history baseline": ("baseline", HISTORY),
+    "profile": ("QuantPulse", PROFILE),
+    "profile baseline": ("baseline", PROFILE),
+}
 
 
 @dataclass(frozen=True)
 class Run:
-    """One measured run of one server."""
+    """One measured run of one target."""
 
     throughput: load.Throughput
     cpu_ms_per_request: float
@@ -61,9 +81,10 @@ Runs = dict[str, list[Run]]
 def throughput_rows(
     fake: FakeProviderServer, redis_server: RedisServer, *, rounds: int, seconds: float, connections: int
 ) -> tuple[list[Row], dict[str, object]]:
-    """The three servers measured in ``rounds`` interleaved rounds; rows and every raw run."""
-    # The rounds outlast the default 60 s quote TTL: keep the key fresh so every read is a hit.
-    env = {**fake.service_env(), "REDIS_URL": redis_server.url, "QUOTE_TTL": "3600"}
+    """Every target measured in ``rounds`` interleaved rounds; rows and every raw run."""
+    # The rounds outlast the default TTLs: keep the keys fresh so every read is a hit.
+    ttls = {"QUOTE_TTL": "3600", "HISTORICAL_TTL": "3600", "PROFILE_TTL": "86400"}
+    env = {**fake.service_env(), "REDIS_URL": redis_server.url, **ttls}
     with ExitStack() as stack:
         started = {
             server.name: stack.enter_context(
@@ -71,11 +92,11 @@ def throughput_rows(
             )[0]
             for server in SERVERS
         }
-        warm(started)
-        runs: Runs = {name: [] for name in started}
+        warm(started["QuantPulse"])
+        runs: Runs = {name: [] for name in TARGETS}
         for _ in range(rounds):
-            for name, instance in started.items():
-                runs[name].append(_measure(instance, seconds, connections))
+            for name, (server, path) in TARGETS.items():
+                runs[name].append(_measure(started[server], path, seconds, connections))
     details = {
         name: [run.throughput.__dict__ | {"cpu_ms_per_request": run.cpu_ms_per_request} for run in series]
         for name, series in runs.items()
@@ -85,16 +106,16 @@ def throughput_rows(
     }
 
 
-def warm(started: dict[str, Gunicorn]) -> None:
-    """Fill the quote once through QuantPulse; the baseline serves that same cached JSON."""
-    for name, instance in started.items():
-        answer = one(Call(f"{instance.url}/stock/{SYMBOL}"))
+def warm(quantpulse: Gunicorn) -> None:
+    """Fill each key once through QuantPulse; the baseline serves that same cached JSON."""
+    for path in (QUOTE, HISTORY, PROFILE):
+        answer = one(Call(f"{quantpulse.url}{path}"))
         if answer.status != 200:
-            raise RuntimeError(f"{name} answered {answer.status} while warming: {answer.body}")
+            raise RuntimeError(f"QuantPulse answered {answer.status} for {path} while warming: {answer.body}")
 
 
-def _measure(instance: Gunicorn, seconds: float, connections: int) -> Run:
-    url = f"{instance.url}/stock/{SYMBOL}"
+def _measure(instance: Gunicorn, path: str, seconds: float, connections: int) -> Run:
+    url = f"{instance.url}{path}"
     load.measure(url, seconds=WARMUP_SECONDS, connections=connections)
     workers = instance.worker_pids()
     cpu = cpu_seconds(workers)
@@ -103,41 +124,76 @@ def _measure(instance: Gunicorn, seconds: float, connections: int) -> Run:
     return Run(result, cpu_ms)
 
 
-def _ratio(runs: Runs, server: str, baseline: str, metric: Callable[[Run], float]) -> float:
+def _ratio(runs: Runs, target: str, baseline: str, metric: Callable[[Run], float]) -> float:
     """Median of the per-round ratios: rounds are interleaved, so each ratio shares its conditions."""
-    return median([metric(a) / metric(b) for a, b in zip(runs[server], runs[baseline], strict=True)])
+    return median([metric(a) / metric(b) for a, b in zip(runs[target], runs[baseline], strict=True)])
+
+
+def _speed_row(runs: Runs, label: str, target: str, baseline: str, goal: float, how: str) -> Row:
+    speedup = _ratio(runs, target, baseline, lambda run: run.requests_per_second)
+    return Row(
+        label,
+        _rate(runs[target]),
+        _rate(runs[baseline]),
+        speedup,
+        f">= {goal}x",
+        verdict(speedup >= goal),
+        f"{how}; medians, ratio = median of per-round ratios; {_failures(runs, target, baseline)}",
+    )
 
 
 def _rows(runs: Runs, how: str) -> list[Row]:
-    quantpulse, baseline, limited = (server.name for server in SERVERS)
-    speedup = _ratio(runs, quantpulse, baseline, lambda run: run.requests_per_second)
+    p99 = _ratio(runs, "quote", "quote baseline", lambda run: run.p99_ms)
     return [
-        Row(
+        _speed_row(
+            runs,
             "a. cached quote throughput, QuantPulse vs bare Flask + 1 Redis GET",
-            _rate(runs[quantpulse]),
-            _rate(runs[baseline]),
-            speedup,
-            f">= {THROUGHPUT_TARGET}x",
-            verdict(speedup >= THROUGHPUT_TARGET),
-            f"{how}; medians, ratio = median of per-round ratios; {_failures(runs, quantpulse, baseline)}",
+            "quote",
+            "quote baseline",
+            THROUGHPUT_TARGET,
+            how,
         ),
         Row(
             "a. cached quote p99 latency, QuantPulse vs baseline",
-            _p99(runs[quantpulse]),
-            _p99(runs[baseline]),
-            _ratio(runs, quantpulse, baseline, lambda run: run.p99_ms),
-            "—",
-            verdict(None),
+            _p99(runs["quote"]),
+            _p99(runs["quote baseline"]),
+            p99,
+            f"<= {P99_TARGET}x",
+            verdict(p99 <= P99_TARGET),
             "wrk --latency distribution" if load.load_tool() == "wrk" else "python load generator",
+        ),
+        _speed_row(
+            runs,
+            "a. cached quote throughput, QuantPulse vs Flask answering a constant JSON (ceiling)",
+            "quote",
+            "quote constant",
+            CEILING_TARGET,
+            how,
+        ),
+        _speed_row(
+            runs,
+            "a. cached history (1mo) throughput, QuantPulse vs bare Flask + 1 Redis GET",
+            "history",
+            "history baseline",
+            THROUGHPUT_TARGET,
+            how,
+        ),
+        _speed_row(
+            runs,
+            "a. cached profile throughput, QuantPulse vs bare Flask + 1 Redis GET",
+            "profile",
+            "profile baseline",
+            THROUGHPUT_TARGET,
+            how,
         ),
         Row(
             "a. cost of RATE_LIMIT=100000/minute: throughput with vs without",
-            _rate(runs[limited]),
-            _rate(runs[quantpulse]),
-            _ratio(runs, limited, quantpulse, lambda run: run.requests_per_second),
+            _rate(runs["quote limited"]),
+            _rate(runs["quote"]),
+            _ratio(runs, "quote limited", "quote", lambda run: run.requests_per_second),
             "—",
             verdict(None),
-            f"p99 {_p99(runs[limited])} vs {_p99(runs[quantpulse])}; {_failures(runs, limited)}",
+            f"p99 {_p99(runs['quote limited'])} vs {_p99(runs['quote'])}; {_failures(runs, 'quote limited')}",
         ),
     ]
 
