@@ -71,6 +71,6 @@ def service_info(answer: Answer[Any]) -> dict[str, Any]:
 def answered(answer: Answer[Any], kind: str) -> Response:
     """The JSON response for one answer, and the request log told how it was served."""
     note_answer(answer.cache, answer.source)
-    parts = answer.rendered or RENDERERS[kind](answer)
+    parts = answer.rendered or RENDERERS[kind](answer)  # demo answers are rendered here
     body = b"".join((parts.head, _dumps(service_info(answer)).encode(), parts.tail))
     return Response(body, mimetype=JSON)

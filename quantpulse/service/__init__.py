@@ -151,8 +151,8 @@ class StockService:
         demo: Provider,
         cache: CacheEngine,
         stats: Stats,
-        hot: HotAnswers | None = None,
-        render: Renderers | None = None,
+        hot: HotAnswers,
+        render: Renderers,
     ) -> None:
         """``hot`` keeps fresh entries and their bodies per worker; ``render`` (by kind name,
         from the HTTP layer) renders an answer's body once, to be kept with its entry."""
@@ -162,8 +162,8 @@ class StockService:
         self.stats = stats
         self.kinds = kinds
         self._demo = demo
-        self._hot = hot or HotAnswers(0, _NoCache(), _NoCache())
-        self._render = render or {}
+        self._hot = hot
+        self._render = render
 
     def instrument(self, parsed: ParsedSymbol) -> Instrument:
         return parsed.resolve(self.settings.default_exchange)
@@ -304,7 +304,8 @@ class StockService:
                 outcome.reason, retry_after=outcome.retry_after, fallbacks=outcome.notes
             )
         self.stats.incr(counters.DEMO_SERVED)
-        answer = Answer(
+        # Demo data changes every minute and is never kept: the route renders it if it sends it.
+        return Answer(
             instrument,
             demo(instrument),
             DEMO_SOURCE,
@@ -314,16 +315,12 @@ class StockService:
             period,
             fallbacks=outcome.notes,
         )
-        render = self._render.get(key.kind.name)
-        return dataclasses.replace(answer, rendered=render(answer)) if render else answer
 
     def _served(
         self, key: CacheKey, instrument: Instrument, served: Served[T], period: Period | None
     ) -> Answer[T]:
         """An answer from a cached entry, with the body kept for that entry (rendered once)."""
-        render = self._render.get(key.kind.name)
-        if render is None:
-            return Answer.of(instrument, served, period)
+        render = self._render[key.kind.name]
         body = self._hot.rendered(key, served.entry, lambda: render(Answer.of(instrument, served, period)))
         return Answer.of(instrument, served, period, body)
 
@@ -364,22 +361,6 @@ def _completed(
     if complete is None or not isinstance(outcome, Entry):
         return outcome
     return complete(instrument, outcome)
-
-
-class _NoCache:
-    """Holds nothing: a service built without hot answers (tests, tools) asks the cache every time."""
-
-    def get(self, key: str) -> None:
-        return None
-
-    def set(self, key: str, value: Any, timeout: int | None = None) -> None:
-        return None
-
-    def delete_many(self, *keys: str) -> None:
-        return None
-
-    def clear(self) -> None:
-        return None
 
 
 def _single_outcome(outcomes: dict[Instrument, Answer[T] | QuantPulseError]) -> Answer[T]:

@@ -19,21 +19,14 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import FH_KEY, TD_KEY
+from tests.e2e.conftest import UPSTREAM_LATENCY
 from tests.fakes.provider_server import FakeProviderServer
 from tests.servers import Gunicorn, RedisServer, fire, wait_until
 
 pytestmark = pytest.mark.slow
 
-UPSTREAM_LATENCY = 0.3
 PROVIDER_TIMEOUT = 3
 LOCK_TTL = 2
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer(twelvedata_key=TD_KEY, finnhub_key=FH_KEY, latency=UPSTREAM_LATENCY) as server:
-        yield server
 
 
 @pytest.fixture

@@ -20,23 +20,16 @@ import pytest
 import redis
 import requests
 
-from tests.conftest import FH_KEY, TD_KEY
+from tests.e2e.conftest import UPSTREAM_LATENCY
 from tests.fakes.provider_server import FakeProviderServer
 from tests.fakes.tcp_proxy import ResettingProxy
 from tests.servers import Answer, Gunicorn, PeakClients, RedisServer, fire, mixed_load, wait_until
 
 pytestmark = pytest.mark.slow
 
-UPSTREAM_LATENCY = 0.3
 HEROKU_MINI = {"maxclients": "20", "maxmemory": "25mb", "maxmemory-policy": "noeviction"}
 SYMBOLS = [f"SYN{index:02d}" for index in range(1, 42)]
 PATHS = ("/stock/{}", "/stock/{}/profile", "/stock/{}/historical?period=1mo")
-
-
-@pytest.fixture
-def upstream() -> Iterator[FakeProviderServer]:
-    with FakeProviderServer(twelvedata_key=TD_KEY, finnhub_key=FH_KEY, latency=UPSTREAM_LATENCY) as server:
-        yield server
 
 
 @pytest.fixture
@@ -172,6 +165,9 @@ def storm_after_recovery(
 class Traffic:
     """Light background traffic over the instances, so every worker meets the outage."""
 
+    MAX_SECONDS = 60.0
+    MAX_REQUESTS = 2_000
+
     def __init__(self, instances: tuple[Gunicorn, ...]) -> None:
         self.statuses: Counter[int] = Counter()
         self._instances = instances
@@ -189,11 +185,14 @@ class Traffic:
             thread.join(timeout=30)
 
     def _run(self, offset: int) -> None:
-        index = offset
-        while not self._stop.is_set():
+        """Until stopped, and never past ``MAX_SECONDS`` or ``MAX_REQUESTS`` per thread."""
+        deadline = time.monotonic() + self.MAX_SECONDS
+        for sent in range(self.MAX_REQUESTS):
+            if self._stop.is_set() or time.monotonic() > deadline:
+                return
+            index = offset + 4 * sent
             path = PATHS[0].format(SYMBOLS[index % 8])
             self.statuses[requests.get(self._instances[index % 2].url + path, timeout=30).status_code] += 1
-            index += 4
             time.sleep(0.05)
 
 
