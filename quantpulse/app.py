@@ -8,11 +8,12 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, request
-from flask_cors import CORS
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from quantpulse.api import EXTENSION, health, metrics, stocks
+from quantpulse.api.cached_hits import CachedHits
 from quantpulse.api.client_limits import register_client_limits
+from quantpulse.api.cors import BrowserHeaders, register_cors
 from quantpulse.api.docs import QuantPulseApi, openapi_settings, register_docs_assets
 from quantpulse.api.errors import register_error_handlers
 from quantpulse.api.metrics import register_request_metrics
@@ -53,6 +54,7 @@ def build_app(settings: Settings, stores: Stores) -> Flask:
     register_error_handlers(app)
     register_request_hygiene(app)
     register_cors(app, settings)
+    register_cached_hits(app, settings)
     register_client_limits(app, settings, stores)
     register_cli(app)
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
@@ -66,6 +68,14 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(stocks.blp)
     register_docs_assets(app)
     app.register_blueprint(metrics.blp)
+
+
+def register_cached_hits(app: Flask, settings: Settings) -> None:
+    """Fresh cached answers served before Flask (``api/cached_hits.py``); with client rate
+    limits configured every request goes through Flask-Limiter instead."""
+    if not settings.rate_limit:
+        service = app.extensions[EXTENSION].service
+        app.wsgi_app = CachedHits(app, service, BrowserHeaders(app, settings))  # type: ignore[method-assign]
 
 
 def register_request_hygiene(app: Flask) -> None:
@@ -84,31 +94,4 @@ def register_request_hygiene(app: Flask) -> None:
         if request.method == "OPTIONS" and not response.get_data():
             response.status_code = 204
             del response.headers["Content-Type"]
-        return response
-
-
-def register_cors(app: Flask, settings: Settings) -> None:
-    """Allow-listed origins only; no Origin header means no CORS headers at all."""
-    CORS(
-        app,
-        origins=list(settings.allowed_origins),
-        methods=["GET", "POST", "DELETE", "OPTIONS"],
-        expose_headers=["Retry-After", "X-Request-ID"],
-        always_send=False,
-        vary_header=False,  # ours below says it once, for every answer
-    )
-    # flask-cors matches its resources on every response, a good part of a cached hit; without an
-    # Origin header (no browser) it would add nothing anyway.
-    flask_cors_hook = app.after_request_funcs[None].pop()
-
-    @app.after_request
-    def cors_for_browsers(response: Response) -> Response:
-        """CORS headers when a browser sent an Origin; ``Vary: Origin`` always, for shared caches."""
-        if "Origin" in request.headers:
-            response = flask_cors_hook(response)
-        vary = response.headers.get("Vary")
-        if not vary:
-            response.headers["Vary"] = "Origin"
-        elif "origin" not in (part.strip().lower() for part in vary.split(",")):
-            response.headers["Vary"] = f"{vary}, Origin"
         return response

@@ -42,9 +42,7 @@ def register_request_metrics(app: Flask, stats: Stats) -> None:
 
     @app.after_request
     def count(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
-        stats.incr(counters.request_counter(endpoint, response.status_code))
-        stats.observe(counters.http_latency(endpoint), elapsed())
+        stats.request(request.endpoint or "unmatched", response.status_code, elapsed())
         return response
 
 

@@ -68,9 +68,13 @@ def service_info(answer: Answer[Any]) -> dict[str, Any]:
     }
 
 
+def body(answer: Answer[Any], kind: str) -> bytes:
+    """The JSON body of one answer: its kept parts around a fresh ``service_info``."""
+    parts = answer.rendered or RENDERERS[kind](answer)  # demo answers are rendered here
+    return b"".join((parts.head, _dumps(service_info(answer)).encode(), parts.tail))
+
+
 def answered(answer: Answer[Any], kind: str) -> Response:
     """The JSON response for one answer, and the request log told how it was served."""
     note_answer(answer.cache, answer.source)
-    parts = answer.rendered or RENDERERS[kind](answer)  # demo answers are rendered here
-    body = b"".join((parts.head, _dumps(service_info(answer)).encode(), parts.tail))
-    return Response(body, mimetype=JSON)
+    return Response(body(answer, kind), mimetype=JSON)

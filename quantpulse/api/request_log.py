@@ -40,34 +40,63 @@ def elapsed() -> float:
     return time.perf_counter() - g.get("started", time.perf_counter())
 
 
+def request_id(given: str | None) -> str:
+    """The client's ``X-Request-ID`` when it is sane, else a new one."""
+    return given if given and _REQUEST_ID.fullmatch(given) else _ids.next()
+
+
 def register_request_log(app: Flask) -> None:
     """``X-Request-ID`` accepted (when sane) or made, returned, and one JSON line per request."""
 
     @app.before_request
     def start() -> None:
-        given = request.headers.get("X-Request-ID", "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else _ids.next()
+        g.request_id = request_id(request.headers.get("X-Request-ID"))
         g.started = time.perf_counter()
 
     @app.after_request
     def finish(response: Response) -> Response:
-        request_id = g.get("request_id") or _ids.next()
-        response.headers["X-Request-ID"] = request_id
-        fields = {
-            "request_id": request_id,
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else None,
-            "path": request.path,
-            "symbol": (request.view_args or {}).get("symbol"),
-            "status": response.status_code,
-            "duration_ms": round(elapsed() * 1000, 2),
-            "cache": g.get("cache_result"),
-            "source": g.get("source"),
-        }
-        access_log.info(
-            "%s %s %s", request.method, request.path, response.status_code, extra={"fields": fields}
+        rid = g.get("request_id") or _ids.next()
+        response.headers["X-Request-ID"] = rid
+        log_request(
+            request_id=rid,
+            method=request.method,
+            route=request.url_rule.rule if request.url_rule else None,
+            path=request.path,
+            symbol=(request.view_args or {}).get("symbol"),
+            status=response.status_code,
+            seconds=elapsed(),
+            cache=g.get("cache_result"),
+            source=g.get("source"),
         )
         return response
+
+
+def log_request(
+    *,
+    request_id: str,
+    method: str,
+    route: str | None,
+    path: str,
+    symbol: str | None,
+    status: int,
+    seconds: float,
+    cache: str | None,
+    source: str | None,
+) -> None:
+    """The request's access-log line (for the Flask path and the cached-hit path alike)."""
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "symbol": symbol,
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "cache": cache,
+            "source": source,
+        }
+        access_log.info("%s %s %s", method, path, status, extra={"fields": fields})
 
 
 def note_answer(cache: str | None, source: str | None) -> None:

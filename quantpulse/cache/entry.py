@@ -6,6 +6,7 @@ shows them, ``age_seconds`` tells the truth and no worker ever unpickles bytes f
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -62,8 +63,9 @@ class CacheKey:
         tail = f":{self.variant}" if self.variant else ""
         return f"{self.kind.name}:{self.subject}{tail}"
 
-    @property
+    @functools.cached_property
     def redis_key(self) -> str:
+        """Worked out once per key: the hot path reads it on every hit."""
         return f"{NAMESPACE}:{self._suffix}"
 
     @property

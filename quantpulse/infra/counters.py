@@ -88,6 +88,13 @@ class Stats:
             self._observe(histogram, seconds)
         self._ensure_flusher()
 
+    def request(self, endpoint: str, status: int, seconds: float) -> None:
+        """One answered HTTP request: its count by endpoint and status, and its latency."""
+        with self._lock:
+            self._pending[request_counter(endpoint, status)] += 1
+            self._observe(http_latency(endpoint), seconds)
+        self._ensure_flusher()
+
     def _observe(self, histogram: str, seconds: float) -> None:
         self._pending[bucket_name(histogram, seconds)] += 1
         self._pending[f"{histogram}:count"] += 1

@@ -7,6 +7,7 @@ it can never come back later as stale real data (docs/api.md, "Providers, fallba
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any, Generic, TypeVar
 import redis
 
 import quantpulse.companies as companies
-from quantpulse.cache.engine import CacheEngine, Fetched, Outcome
+from quantpulse.cache.engine import CacheEngine, Fetched, FetchMany, Outcome
 from quantpulse.cache.entry import HIT, MISS, STALE, CacheKey, Entry, Failed, Kind, Missing, Served
 from quantpulse.config import Settings
 from quantpulse.errors import (
@@ -39,6 +40,7 @@ from quantpulse.symbols import Instrument, ParsedSymbol, parse_symbol
 
 T = TypeVar("T")
 MAX_BATCH_INSTRUMENTS = 20
+TARGETS_KEPT = 4096  # request spellings resolved to cache keys, per worker
 DEMO_SOURCE = "demo"
 
 
@@ -130,6 +132,28 @@ class Answer(Generic[T]):
 
 
 @dataclass(frozen=True)
+class Source(Generic[T]):
+    """Where one kind's data comes from when no cache has it: the providers, then demo data.
+
+    ``complete`` finishes a fetched entry before it is cached (once per fill, never per read).
+    """
+
+    kind: Kind
+    call: ProviderCall[T]
+    demo: Callable[[Instrument], T]
+    complete: Callable[[Instrument, Entry[T]], Entry[T]] | None = None
+    period: Period | None = None
+
+
+@dataclass(frozen=True)
+class _Target:
+    """A request's cache key, resolved once per spelling, and how to refresh it ahead."""
+
+    key: CacheKey
+    fetch_many: FetchMany
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """Per requested string: a served quote or the error the single route would have given."""
 
@@ -164,6 +188,8 @@ class StockService:
         self._demo = demo
         self._hot = hot
         self._render = render
+        # Spellings seen recently (``reliance``, ``RELIANCE.NS``...) and what they resolve to.
+        self._targets = functools.lru_cache(maxsize=TARGETS_KEPT)(self._target)
 
     def instrument(self, parsed: ParsedSymbol) -> Instrument:
         return parsed.resolve(self.settings.default_exchange)
@@ -172,24 +198,26 @@ class StockService:
         return _single_outcome(self._quotes([self.instrument(parsed)]))
 
     def history(self, parsed: ParsedSymbol, period: Period) -> Answer[History]:
-        outcomes = self._serve(
-            self.kinds.history,
-            [self.instrument(parsed)],
-            one_by_one(lambda provider, i: provider.history(i, period)),
-            lambda i: self._demo.history(i, period),
-            period=period,
-        )
-        return _single_outcome(outcomes)
+        return _single_outcome(self._serve(self._source("history", period), [self.instrument(parsed)]))
 
     def profile(self, parsed: ParsedSymbol) -> Answer[Profile]:
-        outcomes = self._serve(
-            self.kinds.profile,
-            [self.instrument(parsed)],
-            one_by_one(lambda provider, i: provider.profile(i)),
-            self._demo.profile,
-            complete=self._with_market_cap,
-        )
-        return _single_outcome(outcomes)
+        return _single_outcome(self._serve(self._source("profile"), [self.instrument(parsed)]))
+
+    def cached(self, kind: str, raw_symbol: str, variant: str = "") -> Answer[Any] | None:
+        """A fresh answer this worker already holds, counted as a hit like any other.
+
+        For the HTTP layer's shortest path: ``None`` (not held, or input that is not plainly
+        valid) sends the caller the whole way, through ``quote``, ``history`` or ``profile``,
+        which also give bad input its error.
+        """
+        target = self._targets(kind, raw_symbol, variant)
+        if target is None:
+            return None
+        kept = self._hot.get(target.key, time.time())
+        if kept is None:
+            return None
+        self.cache.near_hit(target.key, kept.entry, target.fetch_many)
+        return kept.answer
 
     def quotes(self, raw_symbols: Sequence[str]) -> BatchResult:
         """Every distinct string gets an answer; names of one instrument share one fetch."""
@@ -243,60 +271,91 @@ class StockService:
         return self.cache.clear()
 
     def _quotes(self, instruments: list[Instrument]) -> dict[Instrument, Answer[Quote] | QuantPulseError]:
-        return self._serve(
-            self.kinds.quote,
-            instruments,
-            lambda provider, pending: provider.quotes(pending),
-            lambda i: self._demo.quotes([i])[i],
-            complete=self._with_company_name,
+        return self._serve(self._source("quote"), instruments)
+
+    def _source(self, kind: str, period: Period | None = None) -> Source[Any]:
+        """What the providers are asked for one kind (and one period, for history)."""
+        if kind == "quote":
+            return Source(
+                self.kinds.quote,
+                lambda provider, pending: provider.quotes(pending),
+                lambda i: self._demo.quotes([i])[i],
+                self._with_company_name,
+            )
+        if kind == "profile":
+            return Source(
+                self.kinds.profile,
+                one_by_one(lambda provider, i: provider.profile(i)),
+                self._demo.profile,
+                self._with_market_cap,
+            )
+        if period is None:
+            raise ValueError("history needs a period")
+        return Source(
+            self.kinds.history,
+            one_by_one(lambda provider, i: provider.history(i, period)),
+            lambda i: self._demo.history(i, period),
+            period=period,
         )
 
-    def _serve(
-        self,
-        kind: Kind,
-        instruments: list[Instrument],
-        call: ProviderCall[T],
-        demo: Callable[[Instrument], T],
-        period: Period | None = None,
-        complete: Callable[[Instrument, Entry[T]], Entry[T]] | None = None,
-    ) -> dict[Instrument, Answer[T] | QuantPulseError]:
-        """This worker's hot answers, then the cache, then providers, then demo; ``complete``
-        finishes a fetched entry before it is cached."""
-        keys = {CacheKey(kind, _subject(i), period.name if period else ""): i for i in instruments}
+    def _target(self, kind: str, raw_symbol: str, variant: str) -> _Target | None:
+        """The cache key of a plainly valid request; ``None`` for anything the full path
+        must judge (a bad symbol, an unknown period)."""
+        period = PERIODS.get(variant) if kind == "history" else None
+        if (kind == "history") != (period is not None):
+            return None
+        try:
+            instrument = self.instrument(parse_symbol(raw_symbol))
+        except QuantPulseError:
+            return None
+        source = self._source(kind, period)
+        key = CacheKey(source.kind, _subject(instrument), variant)
+        return _Target(key, self._fetcher({key: instrument}, source))
+
+    def _fetcher(self, keys: dict[CacheKey, Instrument], source: Source[T]) -> FetchMany:
+        """How the cache fills these keys: one provider-chain call for all of them."""
 
         def fetch_many(pending: list[CacheKey]) -> dict[CacheKey, Fetched]:
-            fetched = self.chain.fetch([keys[key] for key in pending], call)
-            return {key: _for_cache(_completed(keys[key], fetched[keys[key]], complete)) for key in pending}
+            fetched = self.chain.fetch([keys[key] for key in pending], source.call)
+            return {
+                key: _for_cache(_completed(keys[key], fetched[keys[key]], source.complete)) for key in pending
+            }
 
+        return fetch_many
+
+    def _serve(
+        self, source: Source[T], instruments: list[Instrument]
+    ) -> dict[Instrument, Answer[T] | QuantPulseError]:
+        """This worker's hot answers, then the cache, then providers, then demo."""
+        variant = source.period.name if source.period else ""
+        keys = {CacheKey(source.kind, _subject(i), variant): i for i in instruments}
+        fetch_many = self._fetcher(keys, source)
         now = time.time()
         answers: dict[Instrument, Answer[T] | QuantPulseError] = {}
         cold = []
         for key, instrument in keys.items():
-            entry = self._hot.get(key, now)
-            if entry is None:
+            kept = self._hot.get(key, now)
+            if kept is None:
                 cold.append(key)
                 continue
-            self.cache.near_hit(key, entry, fetch_many)
-            answers[instrument] = self._served(key, instrument, Served(entry, HIT), period)
+            self.cache.near_hit(key, kept.entry, fetch_many)
+            answers[instrument] = kept.answer
         if cold:
             outcomes = self.cache.get_or_fetch_many(cold, fetch_many)
             for key in cold:
-                answers[keys[key]] = self._answer(key, keys[key], outcomes[key], demo, period)
+                answers[keys[key]] = self._answer(key, keys[key], outcomes[key], source)
         return answers
 
     def _answer(
-        self,
-        key: CacheKey,
-        instrument: Instrument,
-        outcome: Outcome,
-        demo: Callable[[Instrument], T],
-        period: Period | None,
+        self, key: CacheKey, instrument: Instrument, outcome: Outcome, source: Source[T]
     ) -> Answer[T] | QuantPulseError:
         """What the cache settled, in the service's terms; demo data where a failure may be."""
         if isinstance(outcome, Served):
-            # What this fetch fell back from is news once; a hot copy served later says nothing.
-            self._hot.put(key, dataclasses.replace(outcome.entry, notes=()))
-            return self._served(key, instrument, outcome, period)
+            answer = self._served(key, instrument, outcome, source.period)
+            # Kept as the next reads will see it: a hit, and what this fetch fell back from
+            # was news once (a hot copy served later says nothing of it).
+            self._hot.put(key, outcome.entry, dataclasses.replace(answer, cache=HIT, fallbacks=()))
+            return answer
         if isinstance(outcome, Missing):
             return SymbolNotFound.of(instrument)
         if not self.chain.allow_demo:
@@ -307,12 +366,12 @@ class StockService:
         # Demo data changes every minute and is never kept: the route renders it if it sends it.
         return Answer(
             instrument,
-            demo(instrument),
+            source.demo(instrument),
             DEMO_SOURCE,
             MISS,
             time.time(),
             outcome.reason,
-            period,
+            source.period,
             fallbacks=outcome.notes,
         )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from quantpulse.cache.entry import CacheKey, Entry
 
@@ -27,6 +27,14 @@ class Rendered:
 
     head: bytes
     tail: bytes
+
+
+class Kept(NamedTuple):
+    """A fresh entry and the answer made of it, ready to send again."""
+
+    entry: Entry[Any]
+    answer: Any
+    until: float
 
 
 class LocalCache(Protocol):
@@ -51,21 +59,20 @@ class HotAnswers:
         self._bodies = bodies
         self._clock = clock
 
-    def get(self, key: CacheKey, now: float) -> Entry[Any] | None:
-        """A fresh entry this worker saw within the last ``seconds`` (timed here, to the
-        millisecond: the cache's own expiry counts whole seconds)."""
+    def get(self, key: CacheKey, now: float) -> Kept | None:
+        """What this worker kept within the last ``seconds`` (timed here, to the millisecond:
+        the cache's own expiry counts whole seconds), if its entry is still fresh."""
         if not self._seconds:
             return None
         kept = self._entries.get(key.redis_key)
-        if kept is None:
+        if kept is None or self._clock() >= kept.until or not key.kind.is_fresh(kept.entry, now):
             return None
-        entry, until = kept
-        return entry if self._clock() < until and key.kind.is_fresh(entry, now) else None
+        return kept
 
-    def put(self, key: CacheKey, entry: Entry[Any]) -> None:
+    def put(self, key: CacheKey, entry: Entry[Any], answer: Any) -> None:
         if self._seconds and key.kind.is_fresh(entry, time.time()):
-            until = self._clock() + self._seconds
-            self._entries.set(key.redis_key, (entry, until), timeout=int(self._seconds) + 1)
+            kept = Kept(entry, answer, self._clock() + self._seconds)
+            self._entries.set(key.redis_key, kept, timeout=int(self._seconds) + 1)
 
     def rendered(self, key: CacheKey, entry: Entry[Any], render: Callable[[], Rendered]) -> Rendered:
         """The entry's body, rendered at most once while it may be served."""

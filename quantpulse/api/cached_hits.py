@@ -1,0 +1,106 @@
+"""Cached hits answered before Flask: the most frequent request, at a fraction of its cost.
+
+A cached quote is a few dictionary reads and a byte splice; Flask's request and response
+objects, URL matching and hooks cost several times that. So the plain cases of the three hot
+routes (``GET /stock/<symbol>``, ``/historical``, ``/profile``) are answered here when this
+worker holds a fresh answer for them (``StockService.cached``), and everything else (misses,
+stale entries, bad input, other methods, a request body, rate limits) goes to Flask unchanged.
+
+A hit answered here keeps every contract of the Flask path: the same body bytes, the same
+headers (``X-Request-ID``, CORS, ``Vary``), one access-log line, the request metrics and the
+hit statistics. ``tests/integration/test_cached_hits.py`` holds the two paths equal.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, NamedTuple
+
+from flask import Flask
+
+from quantpulse.api.cors import BrowserHeaders
+from quantpulse.api.rendering import JSON, body
+from quantpulse.api.request_log import log_request, request_id
+from quantpulse.periods import DEFAULT_PERIOD
+from quantpulse.service import StockService
+
+Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+_PATH = re.compile(r"/stock/(?P<symbol>[^/]+?)(?:/(?P<view>historical|profile))?")
+_PERIOD = re.compile(r"period=(?P<name>[a-z0-9]+)")
+_KINDS = {None: "quote", "historical": "history", "profile": "profile"}
+PATHS_KEPT = 4096  # request paths matched to a route, per worker
+
+
+class Route(NamedTuple):
+    """A request the cached-hit path may answer: which view, and what to look up."""
+
+    endpoint: str
+    rule: str
+    kind: str
+    symbol: str
+    variant: str
+
+
+class CachedHits:
+    """WSGI middleware in front of Flask (``app.wsgi_app``)."""
+
+    def __init__(self, app: Flask, service: StockService, browsers: BrowserHeaders) -> None:
+        self.app: Wsgi = app.wsgi_app  # what answers everything else (Flask)
+        self._service = service
+        self._browsers = browsers
+        self._rules = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
+        self._routes = functools.lru_cache(maxsize=PATHS_KEPT)(self._route)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        route = None
+        if environ["REQUEST_METHOD"] == "GET" and not environ.get("CONTENT_LENGTH"):
+            route = self._routes(environ["PATH_INFO"], environ.get("QUERY_STRING", ""))
+        answer = route and self._service.cached(route.kind, route.symbol, route.variant)
+        cors = answer and self._browsers.get(environ.get("HTTP_ORIGIN"))
+        if not answer or cors is None:
+            return self.app(environ, start_response)
+        content = body(answer, route.kind)
+        rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", JSON),
+                ("Content-Length", str(len(content))),
+                ("X-Request-ID", rid),
+                *cors,
+            ],
+        )
+        seconds = time.perf_counter() - started
+        log_request(
+            request_id=rid,
+            method="GET",
+            route=route.rule,
+            path=environ["PATH_INFO"],
+            symbol=route.symbol,
+            status=200,
+            seconds=seconds,
+            cache=answer.cache,
+            source=answer.source,
+        )
+        self._service.stats.request(route.endpoint, 200, seconds)
+        return [content]
+
+    def _route(self, path: str, query: str) -> Route | None:
+        """The route of a plain request to a hot view; ``None`` for anything Flask must judge."""
+        match = _PATH.fullmatch(path) if path.isascii() else None
+        if match is None or match["symbol"] == "quotes":
+            return None
+        view = match["view"]
+        variant = ""
+        if view == "historical":
+            period = _PERIOD.fullmatch(query) if query else None
+            if query and period is None:
+                return None
+            variant = period["name"] if period else DEFAULT_PERIOD
+        endpoint = f"stocks.{'quote' if view is None else view}"
+        return Route(endpoint, self._rules[endpoint], _KINDS[view], match["symbol"], variant)
