@@ -30,11 +30,14 @@ class Rendered:
 
 
 class Kept(NamedTuple):
-    """A fresh entry and the answer made of it, ready to send again."""
+    """A fresh entry and the answer made of it, ready to send again, with both of its limits
+    worked out once: kept until ``until`` (this worker's clock), fresh until ``fresh_until``
+    (epoch seconds, as the entry's fetch time)."""
 
     entry: Entry[Any]
     answer: Any
     until: float
+    fresh_until: float
 
 
 class LocalCache(Protocol):
@@ -65,13 +68,14 @@ class HotAnswers:
         if not self._seconds:
             return None
         kept = self._entries.get(key.redis_key)
-        if kept is None or self._clock() >= kept.until or not key.kind.is_fresh(kept.entry, now):
+        if kept is None or now >= kept.fresh_until or self._clock() >= kept.until:
             return None
         return kept
 
     def put(self, key: CacheKey, entry: Entry[Any], answer: Any) -> None:
-        if self._seconds and key.kind.is_fresh(entry, time.time()):
-            kept = Kept(entry, answer, self._clock() + self._seconds)
+        fresh_until = entry.fetched_at + key.kind.ttl
+        if self._seconds and time.time() < fresh_until:
+            kept = Kept(entry, answer, self._clock() + self._seconds, fresh_until)
             self._entries.set(key.redis_key, kept, timeout=int(self._seconds) + 1)
 
     def rendered(self, key: CacheKey, entry: Entry[Any], render: Callable[[], Rendered]) -> Rendered:
