@@ -63,6 +63,7 @@ PERIOD_DOC = {"in": "query", "schema": HistoryQuerySchema}
 
 
 @blp.route("/<quote_symbol:symbol>")
+@blp.served_unwrapped
 @blp.doc(parameters=[SYMBOL_DOC])
 @blp.alt_response(400, response="BAD_REQUEST")
 @blp.response(200, QuoteSchema)
@@ -71,6 +72,7 @@ def quote(symbol: str) -> Response:
 
 
 @blp.route("/<symbol>/historical")
+@blp.served_unwrapped
 @blp.doc(parameters=[SYMBOL_DOC, PERIOD_DOC])
 @blp.alt_response(400, response="BAD_REQUEST")
 @blp.response(200, HistorySchema)
@@ -80,6 +82,7 @@ def historical(symbol: str) -> Response:
 
 
 @blp.route("/<symbol>/profile")
+@blp.served_unwrapped
 @blp.doc(parameters=[SYMBOL_DOC])
 @blp.alt_response(400, response="BAD_REQUEST")
 @blp.response(200, ProfileSchema)
