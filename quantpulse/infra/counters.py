@@ -7,6 +7,7 @@ to one Redis hash with ``HINCRBY``, so every instance reads the same numbers and
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 import time
@@ -30,6 +31,7 @@ DEMO_SERVED = "demo:served"
 FLUSH_INTERVAL = 0.5
 # Histogram buckets (seconds): counted per bucket in the shared hash, cumulated when exported.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BOUND_NAMES = [str(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
 # From a fill's write to a waiter in another worker settling on it (the wake-up's cost).
 FILL_WAKEUP = "cache:fill_wakeup"
 
@@ -48,8 +50,7 @@ def upstream_latency(provider: str) -> str:
 
 def bucket_name(histogram: str, seconds: float) -> str:
     """The one bucket a sample falls in (the smallest upper bound at or above it)."""
-    bound = next((b for b in LATENCY_BUCKETS if seconds <= b), None)
-    return f"{histogram}:bucket:{bound if bound is not None else '+Inf'}"
+    return f"{histogram}:bucket:{_BOUND_NAMES[bisect.bisect_left(LATENCY_BUCKETS, seconds)]}"
 
 
 def redis_errors_counter(kind: str) -> str:
