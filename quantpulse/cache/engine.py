@@ -159,6 +159,19 @@ class CacheEngine:
         if self._ahead.due(key, entry, time.time()):
             self._revalidate(self._stores.active(), {key: entry.fetched_at}, fetch_many)
 
+    def near_stale(self) -> None:
+        """A stale copy the caller served from its own memory: counted as stale. The read that
+        gave the caller that copy started its refresh."""
+        self._stats.incr(counters.STALE_SERVED)
+
+    def on_fill(self, observer: Callable[[list[str]], object]) -> None:
+        """``observer`` hears the store keys of every fill written anywhere in the fleet."""
+        self._notifier.observe(observer)
+
+    def fills_heard(self) -> bool:
+        """Whether fills written by other processes reach ``on_fill`` observers right now."""
+        return self._notifier.listen()
+
     def peek(self, key: CacheKey) -> Entry[Any] | None:
         """The cached entry, fresh or stale, without fetching or counting anything."""
         return self._read_anywhere([key])[1][key].entry

@@ -62,6 +62,17 @@ class FillNotifier:
         self._waiters: dict[str, set[Waiter]] = defaultdict(set)
         self._listener: threading.Thread | None = None
         self._subscribed = threading.Event()
+        self._observers: list[Callable[[list[str]], object]] = []
+
+    def observe(self, observer: Callable[[list[str]], object]) -> None:
+        """Also tell ``observer`` the keys of every fill, from any process (on the listener's
+        thread: it must be quick), once the listener runs (``listen``)."""
+        self._observers.append(observer)
+
+    def listen(self) -> bool:
+        """Start listening now rather than on the first wait; true once subscribed."""
+        self._ensure_listener()
+        return self.subscribed
 
     @contextmanager
     def waiting_for(self, keys: Iterable[str]) -> Iterator[Waiter]:
@@ -101,14 +112,18 @@ class FillNotifier:
             return
         self._wake(keys, written_at)
 
-    def _wake(self, keys: Iterable[str], written_at: float | None) -> None:
+    def _wake(self, keys: list[str], written_at: float | None) -> None:
         with self._guard:
             waiters = [waiter for key in keys for waiter in self._waiters.get(key, ())]
         for waiter in waiters:
             waiter.wake(written_at)
+        for observer in self._observers:
+            observer(keys)
 
     def _ensure_listener(self) -> None:
         """Started on first use, after gunicorn has forked, so every worker has its own."""
+        if self._subscribed.is_set():
+            return
         with self._guard:
             if self._listener is not None and self._listener.is_alive():
                 return

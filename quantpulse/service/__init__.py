@@ -35,11 +35,12 @@ from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import PERIODS, Period
 from quantpulse.providers.base import Provider
 from quantpulse.service.chain import ProviderCall, ProviderChain, one_by_one
-from quantpulse.service.hot import HotAnswers, Rendered, Renderers
+from quantpulse.service.hot import HotAnswers, Kept, Rendered, Renderers
 from quantpulse.symbols import Instrument, ParsedSymbol, parse_symbol
 
 T = TypeVar("T")
 MAX_BATCH_INSTRUMENTS = 20
+SOURCES = ("quote", "history", "profile")  # the kinds ``_source`` knows
 TARGETS_KEPT = 4096  # request spellings resolved to cache keys, per worker
 DEMO_SOURCE = "demo"
 
@@ -190,6 +191,7 @@ class StockService:
         self._render = render
         # Spellings seen recently (``reliance``, ``RELIANCE.NS``...) and what they resolve to.
         self._targets = functools.lru_cache(maxsize=TARGETS_KEPT)(self._target)
+        cache.on_fill(hot.drop)  # a newer entry landed somewhere: the kept answer is outdated
 
     def instrument(self, parsed: ParsedSymbol) -> Instrument:
         return parsed.resolve(self.settings.default_exchange)
@@ -214,10 +216,7 @@ class StockService:
         if target is None:
             return None
         kept = self._hot.get(target.key, time.time())
-        if kept is None:
-            return None
-        self.cache.near_hit(target.key, kept.entry, target.fetch_many)
-        return kept.answer
+        return None if kept is None else self._kept_answer(target.key, kept, target.fetch_many)
 
     def quotes(self, raw_symbols: Sequence[str]) -> BatchResult:
         """Every distinct string gets an answer; names of one instrument share one fetch."""
@@ -302,7 +301,7 @@ class StockService:
         """The cache key of a plainly valid request; ``None`` for anything the full path
         must judge (a bad symbol, an unknown period)."""
         period = PERIODS.get(variant) if kind == "history" else None
-        if (kind == "history") != (period is not None):
+        if kind not in SOURCES or (period is None and variant) or (kind == "history" and period is None):
             return None
         try:
             instrument = self.instrument(parse_symbol(raw_symbol))
@@ -337,14 +336,35 @@ class StockService:
             kept = self._hot.get(key, now)
             if kept is None:
                 cold.append(key)
-                continue
-            self.cache.near_hit(key, kept.entry, fetch_many)
-            answers[instrument] = kept.answer
+            else:
+                answers[instrument] = self._kept_answer(key, kept, fetch_many)
         if cold:
             outcomes = self.cache.get_or_fetch_many(cold, fetch_many)
             for key in cold:
                 answers[keys[key]] = self._answer(key, keys[key], outcomes[key], source)
         return answers
+
+    def _kept_answer(self, key: CacheKey, kept: Kept, fetch_many: FetchMany) -> Answer[Any]:
+        """A kept answer served again, counted as what it is."""
+        if kept.answer.cache == STALE:
+            self.cache.near_stale()
+        else:
+            self.cache.near_hit(key, kept.entry, fetch_many)
+        return kept.answer
+
+    def _keep(self, key: CacheKey, served: Served[T], answer: Answer[T]) -> None:
+        """Kept for this worker's next reads as they will see it: a fresh entry as a hit until
+        its TTL ends; a stale one as stale until its stale window ends, and only while fills from
+        other processes are heard (the refresh landing takes it back at once). What this fetch
+        fell back from was news once: a kept copy says nothing of it."""
+        entry = served.entry
+        if served.cache == STALE:
+            if not self.cache.fills_heard():
+                return
+            cache, until = STALE, entry.fetched_at + key.kind.lifetime
+        else:
+            cache, until = HIT, entry.fetched_at + key.kind.ttl
+        self._hot.put(key, entry, dataclasses.replace(answer, cache=cache, fallbacks=()), until)
 
     def _answer(
         self, key: CacheKey, instrument: Instrument, outcome: Outcome, source: Source[T]
@@ -352,9 +372,7 @@ class StockService:
         """What the cache settled, in the service's terms; demo data where a failure may be."""
         if isinstance(outcome, Served):
             answer = self._served(key, instrument, outcome, source.period)
-            # Kept as the next reads will see it: a hit, and what this fetch fell back from
-            # was news once (a hot copy served later says nothing of it).
-            self._hot.put(key, outcome.entry, dataclasses.replace(answer, cache=HIT, fallbacks=()))
+            self._keep(key, outcome, answer)
             return answer
         if isinstance(outcome, Missing):
             return SymbolNotFound.of(instrument)

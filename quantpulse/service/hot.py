@@ -1,10 +1,12 @@
-"""Per-worker memory for hot answers: fresh entries for about a second, with their rendered JSON.
+"""Per-worker memory for hot answers: entries for about a second, with their rendered JSON.
 
 A front end polling hot symbols makes most reads of the same few keys; serving those from the
 worker's own memory skips the Redis round trip, and keeping each entry's rendered body (see
-``api/rendering.py``) skips the response schema. Only fresh entries are kept, and freshness is
-re-checked on every read, so nothing is served that the shared cache would not serve. The cost:
-after an admin cache drop, other workers may serve their copy for up to ``NEAR_CACHE_TTL``.
+``api/rendering.py``) skips the response schema. An answer is kept as it was served (a hit, or
+stale while its refresh runs) and never past the point where the shared cache would stop
+serving it that way; the service drops a kept answer as soon as a fill of its key lands anywhere
+in the fleet. The cost: after an admin cache drop, or with pub/sub down, other workers may serve
+their copy for up to ``NEAR_CACHE_TTL``.
 
 Each key's body is kept with the fetch time it was rendered for, as long as the entry may be
 served, so a stale or shared entry is rendered once per worker too; a newer entry replaces it.
@@ -30,14 +32,14 @@ class Rendered:
 
 
 class Kept(NamedTuple):
-    """A fresh entry and the answer made of it, ready to send again, with both of its limits
-    worked out once: kept until ``until`` (this worker's clock), fresh until ``fresh_until``
-    (epoch seconds, as the entry's fetch time)."""
+    """An entry and the answer made of it, ready to send again, with both of its limits worked
+    out once: kept until ``until`` (this worker's clock), servable as it is until ``serve_until``
+    (epoch seconds, as the entry's fetch time: the end of its TTL, or of its stale window)."""
 
     entry: Entry[Any]
     answer: Any
     until: float
-    fresh_until: float
+    serve_until: float
 
 
 class LocalCache(Protocol):
@@ -64,18 +66,17 @@ class HotAnswers:
 
     def get(self, key: CacheKey, now: float) -> Kept | None:
         """What this worker kept within the last ``seconds`` (timed here, to the millisecond:
-        the cache's own expiry counts whole seconds), if its entry is still fresh."""
+        the cache's own expiry counts whole seconds), if it may still be served as it is."""
         if not self._seconds:
             return None
         kept = self._entries.get(key.redis_key)
-        if kept is None or now >= kept.fresh_until or self._clock() >= kept.until:
+        if kept is None or now >= kept.serve_until or self._clock() >= kept.until:
             return None
         return kept
 
-    def put(self, key: CacheKey, entry: Entry[Any], answer: Any) -> None:
-        fresh_until = entry.fetched_at + key.kind.ttl
-        if self._seconds and time.time() < fresh_until:
-            kept = Kept(entry, answer, self._clock() + self._seconds, fresh_until)
+    def put(self, key: CacheKey, entry: Entry[Any], answer: Any, serve_until: float) -> None:
+        if self._seconds and time.time() < serve_until:
+            kept = Kept(entry, answer, self._clock() + self._seconds, serve_until)
             self._entries.set(key.redis_key, kept, timeout=int(self._seconds) + 1)
 
     def rendered(self, key: CacheKey, entry: Entry[Any], render: Callable[[], Rendered]) -> Rendered:

@@ -6,10 +6,13 @@ where demo data stands in, how verdicts and failures come back, one fetch per in
 
 from __future__ import annotations
 
+import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import responses
 
 from quantpulse.api.rendering import RENDERERS
 from quantpulse.bootstrap import local_cache
@@ -32,6 +35,16 @@ TD_QUOTE = f"{TD_BASE}/quote"
 FH_PROFILE = f"{FH_BASE}/stock/profile2"
 FH_QUOTE = f"{FH_BASE}/quote"
 RELIANCE = parse_symbol("RELIANCE")
+_refreshers: list[ThreadPoolExecutor] = []
+
+
+@pytest.fixture(autouse=True)
+def refreshes_finish_within_their_test(upstream):
+    """A background refresh a test started (a stale read) ends before the test's ``upstream``
+    closes: left running, it would call the next test's mock."""
+    yield
+    while _refreshers:
+        _refreshers.pop().shutdown(wait=True)
 
 
 def make_service(
@@ -41,12 +54,14 @@ def make_service(
     kinds = Kinds.from_settings(settings)
     stores = Stores(store)
     stats = Stats(store.client, stores.trouble)
+    refresher = ThreadPoolExecutor(1)
+    _refreshers.append(refresher)
     cache = CacheEngine(
         kinds.all(),
         stores,
         stats,
         FillLocks(5, max_hold=30),
-        ThreadPoolExecutor(1),
+        refresher,
         RefreshAhead(fraction=0, hot_reads=3, allowed=lambda: True),
         negative_ttl=60,
         failure_ttl=5,
@@ -192,3 +207,84 @@ def test_an_admin_drop_forgets_the_hot_answer_too(store, twelvedata, upstream, f
     service.forget(service.instrument(RELIANCE))
 
     assert service.quote(RELIANCE).cache == "miss" and len(upstream.calls) == 2
+
+
+def test_cached_answers_a_held_key_under_any_spelling_and_counts_each_hit(
+    store, twelvedata, upstream, fixture_body
+):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], near_seconds=5)
+    assert service.cached("quote", "RELIANCE") is None, "nothing held yet: the caller goes the whole way"
+    filled = service.quote(RELIANCE)
+
+    answers = [service.cached("quote", spelling) for spelling in ("RELIANCE", "reliance", "RELIANCE.NS")]
+
+    assert all(a is not None and a.cache == "hit" and a.value == filled.value for a in answers)
+    assert all(a.rendered is filled.rendered for a in answers), "the body rendered at the fill"
+    assert len(upstream.calls) == 1
+    service.stats.flush()
+    assert service.stats.snapshot()[0]["cache:hits"] == 3
+
+
+@pytest.mark.parametrize(
+    ("kind", "spelling", "variant"),
+    [
+        ("quote", "RELIANCE.BO", ""),  # another instrument
+        ("quote", "bad!", ""),  # the full path gives it its 400
+        ("history", "RELIANCE", "1mo"),  # another kind
+        ("history", "RELIANCE", "bogus"),  # not a period
+        ("quote", "RELIANCE", "1mo"),  # quotes have no variant
+        ("history", "RELIANCE", ""),  # histories have one
+        ("dividends", "RELIANCE", ""),  # not a kind
+    ],
+)
+def test_cached_leaves_everything_else_to_the_full_path(
+    store, twelvedata, upstream, fixture_body, kind, spelling, variant
+):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], near_seconds=5)
+    service.quote(RELIANCE)
+
+    assert service.cached(kind, spelling, variant) is None
+
+
+def test_cached_never_serves_a_held_answer_past_its_ttl(store, twelvedata, upstream, fixture_body):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], near_seconds=5, quote_ttl=1)
+    service.quote(RELIANCE)
+    assert service.cached("quote", "RELIANCE") is not None
+    time.sleep(1.1)
+
+    assert service.cached("quote", "RELIANCE") is None
+
+
+def test_a_stale_answer_is_kept_while_its_refresh_runs_and_dropped_when_it_lands(
+    store, twelvedata, upstream, fixture_body
+):
+    refresh_may_answer = threading.Event()
+    calls = []
+
+    def quote(request):
+        calls.append(request.url)
+        if len(calls) > 1:  # the background refresh waits for the test's word
+            refresh_may_answer.wait(5)
+        return 200, {}, json.dumps(fixture_body("twelvedata-quote-ok"))
+
+    upstream.add_callback(responses.GET, TD_QUOTE, callback=quote)
+    service = make_service(store, [twelvedata], near_seconds=5, quote_ttl=1, quote_stale_ttl=60)
+    service.quote(RELIANCE)
+    time.sleep(1.1)
+
+    from_store = service.quote(RELIANCE)  # stale: served, and its refresh started
+    kept = service.cached("quote", "RELIANCE")
+
+    assert from_store.cache == "stale" and kept is not None and kept.cache == "stale"
+    assert kept.value == from_store.value and kept.rendered is from_store.rendered
+    service.stats.flush()
+    assert service.stats.snapshot()[0]["cache:stale_served"] == 2
+    refresh_may_answer.set()
+    deadline = time.monotonic() + 3
+    while service.cached("quote", "RELIANCE") is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert service.cached("quote", "RELIANCE") is None, "the refresh landed: the stale copy is gone"
+    assert service.quote(RELIANCE).cache == "hit" and len(calls) == 2
