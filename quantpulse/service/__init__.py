@@ -179,7 +179,7 @@ class StockService:
         hot: HotAnswers,
         render: Renderers,
     ) -> None:
-        """``hot`` keeps fresh entries and their bodies per worker; ``render`` (by kind name,
+        """``hot`` keeps served answers and their bodies per worker; ``render`` (by kind name,
         from the HTTP layer) renders an answer's body once, to be kept with its entry."""
         self.settings = settings
         self.chain = chain
