@@ -119,6 +119,9 @@ class BatchedLines(logging.Handler):
         return True
 
     def start(self) -> None:
+        """Start the writer (again in a forked child, whose copy of the pending lines is the
+        parent's to write)."""
+        self._pending = deque()
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_forever, name="log-writer", daemon=True)
         self._writer.start()
@@ -130,11 +133,19 @@ class BatchedLines(logging.Handler):
         self.write_pending()
 
     def write_pending(self) -> None:
+        """Format and write what has gathered; a record that cannot be formatted is reported as
+        logging reports handler errors (``handleError``) and skipped, never a reason to stop."""
         lines = []
-        while self._pending:
-            record = self._pending.popleft()
-            if self.filter(record):
-                lines.append(f"{self.format(record)}\n")
+        while True:
+            try:
+                record = self._pending.popleft()
+            except IndexError:  # empty (``stop`` and the writer may both be draining)
+                break
+            try:
+                if self.filter(record):
+                    lines.append(f"{self.format(record)}\n")
+            except Exception:
+                self.handleError(record)
         if lines:
             try:
                 self._stream.write("".join(lines))

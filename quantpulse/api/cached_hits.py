@@ -25,7 +25,7 @@ from quantpulse.api.cors import BrowserHeaders
 from quantpulse.api.rendering import JSON, body
 from quantpulse.api.request_log import log_request, request_id
 from quantpulse.periods import DEFAULT_PERIOD
-from quantpulse.service import StockService
+from quantpulse.service import Answer, StockService
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -33,16 +33,19 @@ _PATH = re.compile(r"/stock/(?P<symbol>[^/]+?)(?:/(?P<view>historical|profile))?
 _PERIOD = re.compile(r"period=(?P<name>[a-z0-9]+)")
 _KINDS = {None: "quote", "historical": "history", "profile": "profile"}
 PATHS_KEPT = 4096  # request paths matched to a route, per worker
+LONGEST_PATH = 64  # longer paths (no symbol is that long) are Flask's to judge
+LONGEST_QUERY = 32
+# Headers whose answers the kept CORS headers do not cover (flask-cors reads this one too).
+_FLASK_ONLY_HEADERS = ("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK",)
 
 
 class Route(NamedTuple):
-    """A request the cached-hit path may answer: which view, and what to look up."""
+    """A path the cached-hit path may answer: which view, and what to look up."""
 
     endpoint: str
     rule: str
     kind: str
     symbol: str
-    variant: str
 
 
 class CachedHits:
@@ -57,13 +60,10 @@ class CachedHits:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         started = time.perf_counter()
-        route = None
-        if environ["REQUEST_METHOD"] == "GET" and not environ.get("CONTENT_LENGTH"):
-            route = self._routes(environ["PATH_INFO"], environ.get("QUERY_STRING", ""))
-        answer = route and self._service.cached(route.kind, route.symbol, route.variant)
-        cors = answer and self._browsers.get(environ.get("HTTP_ORIGIN"))
-        if not answer or cors is None:
+        held = self._held(environ)
+        if held is None:
             return self.app(environ, start_response)
+        route, cors, answer = held
         content = body(answer, route.kind)
         rid = request_id(environ.get("HTTP_X_REQUEST_ID"))
         start_response(
@@ -90,17 +90,44 @@ class CachedHits:
         self._service.stats.request(route.endpoint, 200, seconds)
         return [content]
 
-    def _route(self, path: str, query: str) -> Route | None:
-        """The route of a plain request to a hot view; ``None`` for anything Flask must judge."""
+    def _held(self, environ: dict[str, Any]) -> tuple[Route, list[tuple[str, str]], Answer[Any]] | None:
+        """What a plain request to a hot view needs (its route, CORS headers and the answer this
+        worker holds), or ``None``. The answer is asked for last: asking counts it as served."""
+        route = self._plain_route(environ)
+        cors = None if route is None else self._browsers.get(environ.get("HTTP_ORIGIN"))
+        if route is None or cors is None:
+            return None
+        variant = _variant(route, environ.get("QUERY_STRING", ""))
+        answer = None if variant is None else self._service.cached(route.kind, route.symbol, variant)
+        return None if answer is None else (route, cors, answer)
+
+    def _plain_route(self, environ: dict[str, Any]) -> Route | None:
+        """The route of a body-less GET to a hot view; ``None`` for anything Flask must judge."""
+        path = environ["PATH_INFO"]
+        if (
+            environ["REQUEST_METHOD"] != "GET"
+            or environ.get("CONTENT_LENGTH")
+            or len(path) > LONGEST_PATH
+            or any(name in environ for name in _FLASK_ONLY_HEADERS)
+        ):
+            return None
+        return self._routes(path)
+
+    def _route(self, path: str) -> Route | None:
         match = _PATH.fullmatch(path) if path.isascii() else None
         if match is None or match["symbol"] == "quotes":
             return None
         view = match["view"]
-        variant = ""
-        if view == "historical":
-            period = _PERIOD.fullmatch(query) if query else None
-            if query and period is None:
-                return None
-            variant = period["name"] if period else DEFAULT_PERIOD
         endpoint = f"stocks.{'quote' if view is None else view}"
-        return Route(endpoint, self._rules[endpoint], _KINDS[view], match["symbol"], variant)
+        return Route(endpoint, self._rules[endpoint], _KINDS[view], match["symbol"])
+
+
+def _variant(route: Route, query: str) -> str | None:
+    """The history period a plain query names (the default without one); ``""`` for the other
+    views, which read no query; ``None`` when the query needs Flask's parser."""
+    if route.kind != "history":
+        return ""
+    if not query:
+        return DEFAULT_PERIOD
+    period = _PERIOD.fullmatch(query) if len(query) <= LONGEST_QUERY else None
+    return period["name"] if period else None

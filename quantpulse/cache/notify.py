@@ -118,7 +118,10 @@ class FillNotifier:
         for waiter in waiters:
             waiter.wake(written_at)
         for observer in self._observers:
-            observer(keys)
+            try:
+                observer(keys)
+            except Exception:  # an observer's bug must not cost the fleet its wake-ups
+                log.exception("fill observer failed on %d keys", len(keys))
 
     def _ensure_listener(self) -> None:
         """Started on first use, after gunicorn has forked, so every worker has its own."""

@@ -358,13 +358,16 @@ class StockService:
         other processes are heard (the refresh landing takes it back at once). What this fetch
         fell back from was news once: a kept copy says nothing of it."""
         entry = served.entry
-        if served.cache == STALE:
-            if not self.cache.fills_heard():
-                return
-            cache, until = STALE, entry.fetched_at + key.kind.lifetime
-        else:
-            cache, until = HIT, entry.fetched_at + key.kind.ttl
-        self._hot.put(key, entry, dataclasses.replace(answer, cache=cache, fallbacks=()), until)
+        refreshing = served.cache == STALE
+        if refreshing and not self.cache.fills_heard():
+            return
+        cache, until = (
+            (STALE, entry.fetched_at + key.kind.lifetime)
+            if refreshing
+            else (HIT, entry.fetched_at + key.kind.ttl)
+        )
+        answer = dataclasses.replace(answer, cache=cache, fallbacks=())
+        self._hot.put(key, entry, answer, until, refreshing=refreshing)
 
     def _answer(
         self, key: CacheKey, instrument: Instrument, outcome: Outcome, source: Source[T]

@@ -34,9 +34,12 @@ class Rendered:
 class Kept(NamedTuple):
     """An entry and the answer made of it, ready to send again, with both of its limits worked
     out once: kept until ``until`` (this worker's clock), servable as it is until ``serve_until``
-    (epoch seconds, as the entry's fetch time: the end of its TTL, or of its stale window)."""
+    (epoch seconds, as the entry's fetch time: the end of its TTL, or of its stale window).
 
-    entry: Entry[Any]
+    With no entry, it only records that a fill of the key landed (``drop``), until ``until``.
+    """
+
+    entry: Entry[Any] | None
     answer: Any
     until: float
     serve_until: float
@@ -74,10 +77,22 @@ class HotAnswers:
             return None
         return kept
 
-    def put(self, key: CacheKey, entry: Entry[Any], answer: Any, serve_until: float) -> None:
-        if self._seconds and time.time() < serve_until:
-            kept = Kept(entry, answer, self._clock() + self._seconds, serve_until)
-            self._entries.set(key.redis_key, kept, timeout=int(self._seconds) + 1)
+    def put(
+        self, key: CacheKey, entry: Entry[Any], answer: Any, serve_until: float, *, refreshing: bool = False
+    ) -> None:
+        """Keep ``answer`` unless a newer one is kept already. ``refreshing``: its entry is being
+        refreshed (a stale answer), so it is not kept if a fill of the key landed just now: read
+        before that fill, it would be outdated already."""
+        if not self._seconds or time.time() >= serve_until:
+            return
+        name = key.redis_key
+        kept = self._entries.get(name)
+        if kept is not None and self._clock() < kept.until:
+            landed = kept.entry is None
+            if (landed and refreshing) or (not landed and kept.entry.fetched_at > entry.fetched_at):
+                return
+        kept = Kept(entry, answer, self._clock() + self._seconds, serve_until)
+        self._entries.set(name, kept, timeout=int(self._seconds) + 1)
 
     def rendered(self, key: CacheKey, entry: Entry[Any], render: Callable[[], Rendered]) -> Rendered:
         """The entry's body, rendered at most once while it may be served."""
@@ -90,9 +105,12 @@ class HotAnswers:
         return body
 
     def drop(self, redis_keys: Iterable[str]) -> None:
-        names = list(redis_keys)
-        self._entries.delete_many(*names)
-        self._bodies.delete_many(*names)
+        """Forget the kept answers of these keys: a fill landed, or an admin dropped them. (Their
+        bodies stay: each is tied to its entry's fetch time, and a newer entry renders anew.)"""
+        if self._seconds:
+            landed = Kept(None, None, self._clock() + self._seconds, 0.0)
+            for name in redis_keys:
+                self._entries.set(name, landed, timeout=int(self._seconds) + 1)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -120,6 +120,13 @@ def test_a_hit_is_logged_and_counted_as_flask_does(app, flask_only, flask_refuse
         ("HEAD", "/stock/RELIANCE", {}),
         ("OPTIONS", "/stock/RELIANCE", {"headers": {"Origin": ALLOWED_ORIGIN}}),
         ("DELETE", "/stock/RELIANCE/cache", {}),
+        ("GET", "/stock/" + " " * 80 + "RELIANCE", {}),  # too long to be plain
+        ("GET", "/stock/TCS/historical?period=" + "1" * 40, {}),
+        (  # flask-cors answers this header too
+            "GET",
+            "/stock/RELIANCE",
+            {"headers": {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Private-Network": "true"}},
+        ),
     ],
 )
 def test_anything_unusual_goes_to_flask(app, flask_refused, method, path, kwargs):
@@ -162,13 +169,17 @@ def test_with_client_rate_limits_every_request_goes_through_flask_limiter(make_a
     assert "X-RateLimit-Remaining" in hit.headers
 
 
-def test_many_made_up_origins_cost_no_memory(app, flask_refused):
+def test_many_made_up_origins_cost_no_memory_and_each_hit_counts_once(app, flask_refused):
     Client(app).get("/stock/RELIANCE")
     flask_refused.clear()
+    stats = app.extensions[EXTENSION].service.stats
+    before, _, _ = stats.snapshot()
     for n in range(200):
         response = Client(app).get("/stock/RELIANCE", headers={"Origin": f"https://o{n}.example"})
         assert response.status_code == 200 and "Access-Control-Allow-Origin" not in response.headers
     assert 0 < len(flask_refused) < 200  # past the kept origins, Flask answers them
+    after, _, _ = stats.snapshot()
+    assert after[counters.HITS] - before[counters.HITS] == 200
 
 
 def _recorded(app: Flask) -> list[str]:

@@ -65,3 +65,16 @@ def test_the_handler_level_and_filters_still_apply():
     logger.warning("kept")
     lines.stop()
     assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["kept"]
+
+
+def test_a_record_that_cannot_be_formatted_is_skipped_and_the_writer_goes_on(capsys):
+    stream = CountingStream()
+    lines = BatchedLines(stream, JsonFormatter(), interval=0.02)
+    broken = record("broken")
+    broken.fields = "not a mapping"  # JsonFormatter cannot merge it
+    lines.handle(broken)
+    time.sleep(0.1)
+    lines.handle(record("after"))
+    lines.stop()
+    assert [json.loads(line)["message"] for line in stream.getvalue().splitlines()] == ["after"]
+    assert "broken" in capsys.readouterr().err  # reported as logging reports handler errors
