@@ -36,7 +36,7 @@ PATHS_KEPT = 4096  # request paths matched to a route, per worker
 LONGEST_PATH = 64  # longer paths (no symbol is that long) are Flask's to judge
 LONGEST_QUERY = 32
 # Headers whose answers the kept CORS headers do not cover (flask-cors reads this one too).
-_FLASK_ONLY_HEADERS = ("HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK",)
+_FLASK_ONLY_HEADERS = frozenset({"HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"})
 
 
 class Route(NamedTuple):
@@ -108,7 +108,7 @@ class CachedHits:
             environ["REQUEST_METHOD"] != "GET"
             or environ.get("CONTENT_LENGTH")
             or len(path) > LONGEST_PATH
-            or any(name in environ for name in _FLASK_ONLY_HEADERS)
+            or not _FLASK_ONLY_HEADERS.isdisjoint(environ)
         ):
             return None
         return self._routes(path)
