@@ -206,7 +206,8 @@ class StockService:
         return _single_outcome(self._serve(self._source("profile"), [self.instrument(parsed)]))
 
     def cached(self, kind: str, raw_symbol: str, variant: str = "") -> Answer[Any] | None:
-        """A fresh answer this worker already holds, counted as a hit like any other.
+        """An answer this worker already holds (fresh, or stale while its refresh runs), counted
+        as what it is.
 
         For the HTTP layer's shortest path: ``None`` (not held, or input that is not plainly
         valid) sends the caller the whole way, through ``quote``, ``history`` or ``profile``,
