@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask_caching.backends import SimpleCache
@@ -20,6 +21,7 @@ from quantpulse.cache.locks import FillLocks
 from quantpulse.config import Settings
 from quantpulse.infra.counters import Stats
 from quantpulse.infra.store import Stores
+from quantpulse.market import MarketCalendar
 from quantpulse.providers.base import UpstreamGate
 from quantpulse.providers.catalog import LIVE_PROVIDERS
 from quantpulse.providers.demo import DemoProvider
@@ -45,7 +47,7 @@ class Components:
 def build_components(settings: Settings, stores: Stores) -> Components:
     stats = Stats(stores.primary.client, stores.trouble)
     guard = build_guard(settings, stores, stats)
-    kinds = Kinds.from_settings(settings)
+    kinds = Kinds.from_settings(settings, market_calendar(settings))
     cache = CacheEngine(
         kinds.all(),
         stores,
@@ -72,6 +74,14 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         render=RENDERERS,
     )
     return Components(service=service, stores=stores, guard=guard)
+
+
+def market_calendar(settings: Settings) -> MarketCalendar:
+    return MarketCalendar(
+        settings.market_hours,
+        settings.market_calendar_overrides,
+        timedelta(minutes=settings.market_settle_minutes),
+    )
 
 
 def local_cache(max_entries: int = 2000) -> SimpleCache:

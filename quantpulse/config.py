@@ -6,8 +6,11 @@ Every variable is documented in ``.env.example``; the names are fixed by ``docs/
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
+from datetime import time as dt_time
 from urllib.parse import urlsplit
 
 from quantpulse.errors import ConfigurationError
@@ -15,6 +18,13 @@ from quantpulse.errors import ConfigurationError
 PROVIDER_MODES = ("auto", "twelvedata", "finnhub", "demo")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXCHANGES = ("NSE", "BSE")
+MARKET_HOURS_MODES = ("calendar", "always_open", "always_closed")
+_OVERRIDE = re.compile(
+    r"(?P<day>\d{4}-\d{2}-\d{2})\s+(?:(?P<closed>closed)|(?P<open>\d{1,2}:\d{2})\s*-\s*(?P<close>\d{1,2}:\d{2}))",
+    re.IGNORECASE,
+)
+# One day's session by override: its opening and closing times (IST), or None when closed.
+SessionOverride = tuple[date, tuple[dt_time, dt_time] | None]
 
 DEFAULT_ALLOWED_ORIGINS = (
     "http://localhost:3000",
@@ -70,6 +80,9 @@ class Settings:
     default_exchange: str = "NSE"
     max_content_length: int = 16 * 1024
     batch_concurrency: int = 8
+    market_hours: str = "calendar"
+    market_settle_minutes: int = 30
+    market_calendar_overrides: tuple[SessionOverride, ...] = ()
 
     def __post_init__(self) -> None:
         if self.stock_provider not in PROVIDER_MODES:
@@ -82,6 +95,10 @@ class Settings:
             raise ConfigurationError(
                 f"REDIS_MAX_CONNECTIONS={self.redis_max_connections} is too small: each worker needs one "
                 "pub/sub connection and at least one for commands (2)"
+            )
+        if self.market_hours not in MARKET_HOURS_MODES:
+            raise ConfigurationError(
+                f"MARKET_HOURS={self.market_hours!r} is not one of {', '.join(MARKET_HOURS_MODES)}"
             )
         if self.default_exchange not in EXCHANGES:
             raise ConfigurationError(
@@ -138,7 +155,36 @@ class Settings:
             default_exchange=env.text("DEFAULT_EXCHANGE", cls.default_exchange).upper(),
             max_content_length=env.integer("MAX_CONTENT_LENGTH", cls.max_content_length),
             batch_concurrency=env.integer("BATCH_CONCURRENCY", cls.batch_concurrency),
+            market_hours=env.text("MARKET_HOURS", _default_market_hours(env)).lower(),
+            market_settle_minutes=env.integer(
+                "MARKET_SETTLE_MINUTES", cls.market_settle_minutes, allow_zero=True
+            ),
+            market_calendar_overrides=env.session_overrides("MARKET_CALENDAR_OVERRIDES"),
         )
+
+
+def _session_override(text: str) -> SessionOverride:
+    match = _OVERRIDE.fullmatch(text)
+    try:
+        if match is None:
+            raise ValueError
+        day = date.fromisoformat(match["day"])
+        if match["closed"]:
+            return day, None
+        opens, closes = (dt_time.fromisoformat(match[edge].zfill(5)) for edge in ("open", "close"))
+    except ValueError:
+        raise ValueError(repr(text)) from None
+    if opens >= closes:
+        raise ValueError(repr(text))
+    return day, (opens, closes)
+
+
+def _default_market_hours(env: _Env) -> str:
+    """``calendar``, except in demo-only operation (no live provider configured), where
+    ``always_open`` keeps the demo prices moving at any hour (docs/api.md, "Market hours")."""
+    mode = env.text("STOCK_PROVIDER", "auto").lower()
+    keys = env.optional("TWELVEDATA_API_KEY") or env.optional("FINNHUB_API_KEY")
+    return "always_open" if mode == "demo" or (mode == "auto" and not keys) else "calendar"
 
 
 class _Env:
@@ -184,6 +230,16 @@ class _Env:
         if value < 0 or (value == 0 and not allow_zero):
             raise ConfigurationError(f"{name} must be positive, got {raw!r}")
         return value
+
+    def session_overrides(self, name: str) -> tuple[SessionOverride, ...]:
+        """``"2026-11-08 18:00-19:15; 2026-12-31 closed"``: special sessions and closures (IST)."""
+        parts = [part.strip() for part in (self._raw(name) or "").split(";") if part.strip()]
+        try:
+            return tuple(_session_override(part) for part in parts)
+        except ValueError as error:
+            raise ConfigurationError(
+                f"{name}: {error} is not 'YYYY-MM-DD HH:MM-HH:MM' or 'YYYY-MM-DD closed'"
+            ) from None
 
     def ttl(self, name: str) -> int:
         """A type's own TTL, else ``CACHE_DEFAULT_TTL``, else the built-in default (docs/api.md)."""

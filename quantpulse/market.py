@@ -1,18 +1,87 @@
-"""Indian market calendar and time helpers shared by providers and demo data.
+"""Indian market calendar and time helpers shared by providers, demo data and the cache.
 
-NSE and BSE trade 09:15–15:30 IST on weekdays. Exchange holidays are not modelled: on a
-holiday the demo market looks open and a Finnhub quote is labelled OPEN during hours.
+NSE and BSE trade 09:15–15:30 IST on weekdays. ``MarketCalendar`` also knows the exchanges'
+holidays (the ``holidays`` library's XNSE and XBOM calendars) and the operator's overrides, and
+decides how long a quote stays fresh. The module-level helpers (``market_state`` and friends,
+used by the demo data and Finnhub's ``marketState``) still see weekdays only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, timezone
+
+import holidays
 
 from quantpulse.models import MARKET_CLOSED, MARKET_OPEN
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 SESSION_OPEN = time(9, 15)
 SESSION_CLOSE = time(15, 30)
+
+
+# The longest a market stays shut (Diwali and a weekend); past it, a closed-market quote is refetched.
+LONGEST_CLOSURE = timedelta(days=7)
+# Calendars of the ``holidays`` library, by exchange.
+_HOLIDAY_CALENDARS = {"NSE": "XNSE", "BSE": "XBOM"}
+Session = tuple[datetime, datetime]
+DayOverride = tuple[date, tuple[time, time] | None]
+
+
+class MarketCalendar:
+    """When an exchange is open, and so how long a quote fetched at some moment stays fresh.
+
+    ``mode``: ``calendar`` (sessions, holidays, overrides), ``always_open`` (freshness is the TTL,
+    as if every quote were fetched during a session) or ``always_closed`` (every quote counts as
+    fetched after a settled close). A quote fetched while closed, at least ``settle`` after the
+    last close, stays fresh until the next open: nights, weekends and holidays cost no upstream
+    calls, and the price it shows is the close, which does not change until then.
+    """
+
+    def __init__(
+        self, mode: str = "calendar", overrides: Iterable[DayOverride] = (), settle: timedelta = timedelta(0)
+    ) -> None:
+        self._mode = mode
+        self._overrides = dict(overrides)
+        self._settle = settle
+        this_year = datetime.now(IST).year
+        years = range(this_year - 1, this_year + 2)
+        self._holidays = {
+            exchange: holidays.financial_holidays(code, years=years)
+            for exchange, code in _HOLIDAY_CALENDARS.items()
+        }
+
+    def session(self, day: date, exchange: str) -> Session | None:
+        """That day's session on ``exchange`` (IST), or ``None`` when it does not trade."""
+        if day in self._overrides:
+            hours = self._overrides[day]
+        elif day.weekday() < 5 and day not in self._holidays.get(exchange, ()):
+            hours = (SESSION_OPEN, SESSION_CLOSE)
+        else:
+            hours = None
+        return hours and (datetime.combine(day, hours[0], IST), datetime.combine(day, hours[1], IST))
+
+    def fresh_until(self, fetched_at: float, ttl: float, exchange: str) -> float:
+        """Epoch seconds until which a quote fetched at ``fetched_at`` is fresh."""
+        ordinary = fetched_at + ttl
+        if self._mode == "always_open":
+            return ordinary
+        fetched = datetime.fromtimestamp(fetched_at, IST)
+        if self._mode == "always_closed":
+            return max(ordinary, (fetched + LONGEST_CLOSURE).timestamp())
+        today = self.session(fetched.date(), exchange)
+        if today is not None and today[0] <= fetched < today[1] + self._settle:
+            return ordinary  # open, or the close is still settling
+        return max(ordinary, self.next_open(fetched, exchange).timestamp())
+
+    def next_open(self, after: datetime, exchange: str) -> datetime:
+        """The next session's opening after ``after`` (at most ``LONGEST_CLOSURE`` away)."""
+        local = after.astimezone(IST)
+        for offset in range(LONGEST_CLOSURE.days + 1):
+            session = self.session(local.date() + timedelta(days=offset), exchange)
+            if session is not None and session[0] > local:
+                return session[0]
+        return local + LONGEST_CLOSURE
 
 
 def utc_now() -> datetime:

@@ -36,6 +36,7 @@ def settings(upstream: FakeProviderServer) -> Settings:
         finnhub_base_url=upstream.finnhub_url,
         provider_timeout=1.0,
         admin_token="admin-secret",
+        market_hours="always_open",  # TTLs as written, at any hour
     )
 
 

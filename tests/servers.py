@@ -123,7 +123,9 @@ class Gunicorn:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
-        self._env = {**base, "PORT": str(self.port), "PYTHONPATH": str(REPO_ROOT), **env}
+        # TTLs as written, at any hour, unless a test asks for the market calendar.
+        pinned = {"MARKET_HOURS": "always_open"}
+        self._env = {**base, **pinned, "PORT": str(self.port), "PYTHONPATH": str(REPO_ROOT), **env}
         self._cwd = tempfile.TemporaryDirectory()
         self._workers = workers
         self._app = app

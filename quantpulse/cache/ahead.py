@@ -49,7 +49,10 @@ class RefreshAhead:
                 self._attempted.clear()
                 self._window_started = tick
             self._reads[key] += 1
-            if self._reads[key] < self._hot_reads or entry.age(now) < key.kind.ttl * (1 - self._fraction):
+            if (
+                self._reads[key] < self._hot_reads
+                or key.kind.fresh_until(entry) - now > key.kind.ttl * self._fraction
+            ):
                 return False
             if tick - self._attempted.get(key, -RETRY_INTERVAL) < RETRY_INTERVAL:
                 return False

@@ -311,7 +311,7 @@ class CacheEngine:
             pipe = store.client.pipeline(transaction=False)
             for key, outcome in outcomes.items():
                 if isinstance(outcome, Entry):
-                    pipe.set(key.redis_key, encode_entry(outcome), ex=key.kind.lifetime)
+                    pipe.set(key.redis_key, encode_entry(outcome), ex=key.kind.keep_for(outcome, time.time()))
                     pipe.delete(key.failure_key)
                 elif isinstance(outcome, Missing):
                     pipe.set(key.missing_key, json.dumps({"message": outcome.message}), ex=self._negative_ttl)

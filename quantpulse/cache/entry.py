@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -29,24 +31,36 @@ COALESCED = "coalesced"
 
 @dataclass(frozen=True)
 class Kind:
-    """A cached data type: key prefix, model class, fresh TTL and the stale window after it."""
+    """A cached data type: key prefix, model class, fresh TTL and the stale window after it.
+
+    ``freshness`` says when an entry stops being fresh, when that is not simply ``ttl`` after
+    its fetch (quotes fetched after a settled market close stay fresh until the next open).
+    """
 
     name: str
     model: type
     ttl: int
     stale_ttl: int = 0
+    freshness: Callable[[Entry[Any]], float] | None = field(default=None, compare=False)
 
-    @property
-    def lifetime(self) -> int:
-        """How long Redis keeps the entry: fresh, then stale."""
-        return self.ttl + self.stale_ttl
+    def fresh_until(self, entry: Entry[Any]) -> float:
+        """Epoch seconds."""
+        return self.freshness(entry) if self.freshness else entry.fetched_at + self.ttl
+
+    def servable_until(self, entry: Entry[Any]) -> float:
+        """Fresh, then stale: epoch seconds."""
+        return self.fresh_until(entry) + self.stale_ttl
 
     def is_fresh(self, entry: Entry[Any], now: float) -> bool:
-        return entry.age(now) < self.ttl
+        return now < self.fresh_until(entry)
 
     def is_servable(self, entry: Entry[Any], now: float) -> bool:
         """Fresh, or stale but still inside the stale window."""
-        return entry.age(now) < self.lifetime
+        return now < self.servable_until(entry)
+
+    def keep_for(self, entry: Entry[Any], now: float) -> int:
+        """Whole seconds the store keeps the entry from ``now``: fresh, then stale."""
+        return max(1, math.ceil(self.servable_until(entry) - now))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from quantpulse.errors import (
 )
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
+from quantpulse.market import MarketCalendar
 from quantpulse.models import History, Profile, Quote
 from quantpulse.periods import PERIODS, Period
 from quantpulse.providers.base import Provider
@@ -54,9 +55,15 @@ class Kinds:
     profile: Kind
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Kinds:
+    def from_settings(cls, settings: Settings, market: MarketCalendar) -> Kinds:
+        """Quotes are fresh as the market calendar says (until the next open, once a close has
+        settled); the other kinds for their TTL."""
+
+        def quote_fresh_until(entry: Entry[Quote]) -> float:
+            return market.fresh_until(entry.fetched_at, settings.quote_ttl, entry.value.exchange)
+
         return cls(
-            quote=Kind("quote", Quote, settings.quote_ttl, settings.quote_stale_ttl),
+            quote=Kind("quote", Quote, settings.quote_ttl, settings.quote_stale_ttl, quote_fresh_until),
             history=Kind("history", History, settings.historical_ttl, settings.historical_stale_ttl),
             profile=Kind("profile", Profile, settings.profile_ttl, settings.profile_stale_ttl),
         )
@@ -362,11 +369,8 @@ class StockService:
         refreshing = served.cache == STALE
         if refreshing and not self.cache.fills_heard():
             return
-        cache, until = (
-            (STALE, entry.fetched_at + key.kind.lifetime)
-            if refreshing
-            else (HIT, entry.fetched_at + key.kind.ttl)
-        )
+        kind = key.kind
+        cache, until = (STALE, kind.servable_until(entry)) if refreshing else (HIT, kind.fresh_until(entry))
         answer = dataclasses.replace(answer, cache=cache, fallbacks=())
         self._hot.put(key, entry, answer, until, refreshing=refreshing)
 

@@ -101,7 +101,9 @@ class HotAnswers:
             return kept[1]
         body = render()
         if kept is None or kept[0] < entry.fetched_at:
-            self._bodies.set(key.redis_key, (entry.fetched_at, body), timeout=key.kind.lifetime or None)
+            self._bodies.set(
+                key.redis_key, (entry.fetched_at, body), timeout=key.kind.keep_for(entry, time.time())
+            )
         return body
 
     def drop(self, redis_keys: Iterable[str]) -> None:

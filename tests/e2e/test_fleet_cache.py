@@ -211,3 +211,22 @@ def test_metrics_from_any_worker_count_the_whole_fleet(fleet, upstream):
     assert all(served in text for text in scrapes), "every worker of both instances reports all 40"
     calls = f'quantpulse_upstream_calls_total{{provider="twelvedata"}} {upstream.calls("twelvedata")}.0'
     assert all(calls in text for text in scrapes)
+
+
+@pytest.mark.parametrize(("market_hours", "calls_after_the_ttl"), [("always_closed", 0), ("always_open", 1)])
+def test_a_closed_market_costs_no_quote_call_after_the_settled_fetch(
+    fleet_env, upstream, market_hours, calls_after_the_ttl
+):
+    env = {**fleet_env, "QUOTE_TTL": "1", "MARKET_HOURS": market_hours}
+    with Gunicorn(env, workers=4) as first, Gunicorn(env, workers=4) as second:
+        assert requests.get(f"{first.url}/stock/ITC", timeout=10).status_code == 200
+        time.sleep(1.5)  # past QUOTE_TTL
+        before = upstream.calls()
+
+        answers = fire([first.url + "/stock/ITC", second.url + "/stock/ITC"], 40)
+        time.sleep(UPSTREAM_LATENCY * 3)  # room for a refresh, if one were started
+
+        assert {answer.status for answer in answers} == {200}
+        assert upstream.calls() - before == calls_after_the_ttl
+        if market_hours == "always_closed":
+            assert {answer.body["service_info"]["cache"] for answer in answers} == {"hit"}

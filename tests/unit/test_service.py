@@ -15,7 +15,7 @@ import pytest
 import responses
 
 from quantpulse.api.rendering import RENDERERS
-from quantpulse.bootstrap import local_cache
+from quantpulse.bootstrap import local_cache, market_calendar
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
@@ -50,8 +50,8 @@ def refreshes_finish_within_their_test(upstream):
 def make_service(
     store: Store, providers: list, *, allow_demo: bool = True, near_seconds: int = 0, **overrides
 ) -> StockService:
-    settings = Settings(**overrides)
-    kinds = Kinds.from_settings(settings)
+    settings = Settings(**{"market_hours": "always_open", **overrides})
+    kinds = Kinds.from_settings(settings, market_calendar(settings))
     stores = Stores(store)
     stats = Stats(store.client, stores.trouble)
     refresher = ThreadPoolExecutor(1)
@@ -288,3 +288,18 @@ def test_a_stale_answer_is_kept_while_its_refresh_runs_and_dropped_when_it_lands
         time.sleep(0.01)
     assert service.cached("quote", "RELIANCE") is None, "the refresh landed: the stale copy is gone"
     assert service.quote(RELIANCE).cache == "hit" and len(calls) == 2
+
+
+def test_a_quote_fetched_after_a_settled_close_stays_fresh_until_the_next_open(
+    store, twelvedata, upstream, fixture_body
+):
+    upstream.get(TD_QUOTE, json=fixture_body("twelvedata-quote-ok"))
+    service = make_service(store, [twelvedata], market_hours="always_closed", quote_ttl=1)
+    service.quote(RELIANCE)
+    time.sleep(1.1)
+
+    again = service.quote(RELIANCE)
+
+    assert again.cache == "hit" and len(upstream.calls) == 1, "no upstream call while closed"
+    kept_for = store.client.ttl("qp:v1:quote:NSE:RELIANCE")
+    assert kept_for > 6 * 86400, "the store keeps it until the next open, then its stale window"
