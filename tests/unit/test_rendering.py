@@ -18,10 +18,16 @@ from quantpulse.symbols import Instrument
 
 RELIANCE = Instrument("RELIANCE", "NSE")
 DEMO = DemoProvider()
+NOW = 1_795_000_000.0  # a fixed clock: two renderings of one answer must agree on its age
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock(monkeypatch):
+    monkeypatch.setattr(time, "time", lambda: NOW)
 
 
 def answers() -> list[tuple[str, Answer, object]]:
-    fetched = time.time() - 12.34
+    fetched = NOW - 12.34
     common = {"instrument": RELIANCE, "source": "twelvedata", "fetched_at": fetched}
     return [
         ("quote", Answer(value=DEMO.quotes([RELIANCE])[RELIANCE], cache="hit", **common), QuoteSchema()),
