@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from flask_caching.backends import SimpleCache
@@ -47,7 +46,7 @@ class Components:
 def build_components(settings: Settings, stores: Stores) -> Components:
     stats = Stats(stores.primary.client, stores.trouble)
     guard = build_guard(settings, stores, stats)
-    kinds = Kinds.from_settings(settings, market_calendar(settings))
+    kinds = Kinds.from_settings(settings, MarketCalendar.from_settings(settings))
     cache = CacheEngine(
         kinds.all(),
         stores,
@@ -74,14 +73,6 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         render=RENDERERS,
     )
     return Components(service=service, stores=stores, guard=guard)
-
-
-def market_calendar(settings: Settings) -> MarketCalendar:
-    return MarketCalendar(
-        settings.market_hours,
-        settings.market_calendar_overrides,
-        timedelta(minutes=settings.market_settle_minutes),
-    )
 
 
 def local_cache(max_entries: int = 2000) -> SimpleCache:

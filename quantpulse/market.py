@@ -2,8 +2,8 @@
 
 NSE and BSE trade 09:15–15:30 IST on weekdays. ``MarketCalendar`` also knows the exchanges'
 holidays (the ``holidays`` library's XNSE and XBOM calendars) and the operator's overrides, and
-decides how long a quote stays fresh. The module-level helpers (``market_state`` and friends,
-used by the demo data and Finnhub's ``marketState``) still see weekdays only.
+decides how long a quote stays fresh and what Finnhub's ``marketState`` says. The module-level
+helpers (``market_state`` and friends, used by the demo data) still see weekdays only.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta, timezone
 
 import holidays
 
+from quantpulse.config import Settings
 from quantpulse.models import MARKET_CLOSED, MARKET_OPEN
 
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
@@ -50,6 +51,21 @@ class MarketCalendar:
             exchange: holidays.financial_holidays(code, years=years)
             for exchange, code in _HOLIDAY_CALENDARS.items()
         }
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MarketCalendar:
+        return cls(
+            settings.market_hours,
+            settings.market_calendar_overrides,
+            timedelta(minutes=settings.market_settle_minutes),
+        )
+
+    def state(self, now: datetime, exchange: str) -> str:
+        """``marketState`` at ``now``: OPEN during a session (always, under ``always_open``)."""
+        if self._mode != "calendar":
+            return MARKET_OPEN if self._mode == "always_open" else MARKET_CLOSED
+        session = self.session(now.astimezone(IST).date(), exchange)
+        return MARKET_OPEN if session is not None and session[0] <= now < session[1] else MARKET_CLOSED
 
     def session(self, day: date, exchange: str) -> Session | None:
         """That day's session on ``exchange`` (IST), or ``None`` when it does not trade."""

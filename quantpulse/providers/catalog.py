@@ -15,6 +15,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from quantpulse.config import Settings
+from quantpulse.market import MarketCalendar
 from quantpulse.providers.base import Provider, UpstreamGate
 from quantpulse.providers.finnhub import Finnhub
 from quantpulse.providers.twelvedata import TwelveData
@@ -73,6 +74,7 @@ def _finnhub(settings: Settings, gate: UpstreamGate) -> Provider:
         base_url=settings.finnhub_base_url,
         api_key=settings.finnhub_api_key or "",
         executor=ThreadPoolExecutor(settings.batch_concurrency, thread_name_prefix="finnhub"),
+        market=MarketCalendar.from_settings(settings),
         timeout=settings.provider_timeout,
         gate=gate,
     )

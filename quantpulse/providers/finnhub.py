@@ -17,7 +17,7 @@ from typing import Any
 import requests
 
 from quantpulse.errors import FailureKind, ProviderError
-from quantpulse.market import IST, from_epoch, market_state
+from quantpulse.market import IST, MarketCalendar, from_epoch
 from quantpulse.models import Bar, History, Profile, Quote
 from quantpulse.periods import Period, bar_date, normalise_bars
 from quantpulse.providers.base import (
@@ -41,9 +41,11 @@ class Finnhub(HttpProvider):
 
     name = "finnhub"
 
-    def __init__(self, *, executor: Executor, **kwargs: Any) -> None:
+    def __init__(self, *, executor: Executor, market: MarketCalendar | None = None, **kwargs: Any) -> None:
+        """``market`` says whether the exchange trades (Finnhub's quote does not)."""
         super().__init__(**kwargs)
         self._executor = executor
+        self._market = market or MarketCalendar()
 
     def auth_headers(self, api_key: str) -> dict[str, str]:
         return {"X-Finnhub-Token": api_key}
@@ -86,7 +88,7 @@ class Finnhub(HttpProvider):
             body = self._get(_QUOTE, instrument)
         except ProviderError as error:
             return error
-        return parse_quote(body, instrument, self.clock())
+        return parse_quote(body, instrument, self._market.state(self.clock(), instrument.exchange))
 
     def history(self, instrument: Instrument, period: Period) -> History:
         """``no_data`` also answers unknown symbols, so an empty answer is checked with a quote."""
@@ -113,7 +115,7 @@ def is_unknown_symbol(endpoint: str, body: Any) -> bool:
     return False
 
 
-def parse_quote(body: dict[str, Any], instrument: Instrument, now: datetime) -> Quote:
+def parse_quote(body: dict[str, Any], instrument: Instrument, market_state: str) -> Quote:
     """Finnhub sends no market state, so it comes from the exchange clock at ``now``."""
     price = to_decimal(body.get("c")) or Decimal(0)
     previous_close = to_decimal(body.get("pc")) or price
@@ -131,7 +133,7 @@ def parse_quote(body: dict[str, Any], instrument: Instrument, now: datetime) -> 
         high=to_decimal(body.get("h")),
         low=to_decimal(body.get("l")),
         volume=0,
-        market_state=market_state(now),
+        market_state=market_state,
         last_trade_at=from_epoch(body.get("t")),
     )
 

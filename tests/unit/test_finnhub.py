@@ -83,6 +83,7 @@ def test_quote_without_change_fields_computes_them_from_prices(finnhub, upstream
         (datetime(2025, 6, 13, 5, 0, tzinfo=UTC), MARKET_OPEN),  # 10:30 IST, Friday
         (datetime(2025, 6, 13, 10, 30, tzinfo=UTC), MARKET_CLOSED),  # 16:00 IST
         (datetime(2025, 6, 14, 5, 0, tzinfo=UTC), MARKET_CLOSED),  # Saturday
+        (datetime(2026, 11, 24, 5, 0, tzinfo=UTC), MARKET_CLOSED),  # 10:30 IST, Guru Nanak Jayanti
     ],
 )
 def test_quote_market_state_follows_the_nse_session_clock(finnhub, upstream, fixture_body, clock, now, state):

@@ -81,3 +81,19 @@ def test_overrides_and_modes_come_from_the_environment():
 def test_a_malformed_market_setting_stops_the_service_with_its_name(name, value):
     with pytest.raises(ConfigurationError, match=name):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    ("mode", "moment", "state"),
+    [
+        ("calendar", ist(2026, 11, 27, 10, 30), "OPEN"),
+        ("calendar", ist(2026, 11, 27, 15, 30), "CLOSED"),  # the close itself
+        ("calendar", ist(2026, 11, 24, 10, 30), "CLOSED"),  # a holiday
+        ("calendar", ist(2026, 11, 8, 18, 30), "OPEN"),  # the special Sunday session
+        ("always_open", ist(2026, 11, 28, 3, 0), "OPEN"),
+        ("always_closed", ist(2026, 11, 27, 10, 30), "CLOSED"),
+    ],
+)
+def test_market_state_follows_the_same_calendar(mode, moment, state):
+    calendar = MarketCalendar(mode, OVERRIDES, settle=timedelta(minutes=30))
+    assert calendar.state(moment, "NSE") == state

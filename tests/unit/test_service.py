@@ -15,7 +15,7 @@ import pytest
 import responses
 
 from quantpulse.api.rendering import RENDERERS
-from quantpulse.bootstrap import local_cache, market_calendar
+from quantpulse.bootstrap import local_cache
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
@@ -23,6 +23,7 @@ from quantpulse.config import Settings
 from quantpulse.errors import ProvidersExhausted, SymbolNotFound
 from quantpulse.infra.counters import DEMO_SERVED, Stats
 from quantpulse.infra.store import Store, Stores
+from quantpulse.market import MarketCalendar
 from quantpulse.providers.demo import DemoProvider
 from quantpulse.service import Kinds, StockService
 from quantpulse.service.chain import ProviderChain
@@ -51,7 +52,7 @@ def make_service(
     store: Store, providers: list, *, allow_demo: bool = True, near_seconds: int = 0, **overrides
 ) -> StockService:
     settings = Settings(**{"market_hours": "always_open", **overrides})
-    kinds = Kinds.from_settings(settings, market_calendar(settings))
+    kinds = Kinds.from_settings(settings, MarketCalendar.from_settings(settings))
     stores = Stores(store)
     stats = Stats(store.client, stores.trouble)
     refresher = ThreadPoolExecutor(1)
