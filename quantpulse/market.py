@@ -8,6 +8,7 @@ helpers (``market_state`` and friends, used by the demo data) still see weekdays
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 
@@ -45,12 +46,10 @@ class MarketCalendar:
         self._mode = mode
         self._overrides = dict(overrides)
         self._settle = settle
-        this_year = datetime.now(IST).year
-        years = range(this_year - 1, this_year + 2)
-        self._holidays = {
-            exchange: holidays.financial_holidays(code, years=years)
-            for exchange, code in _HOLIDAY_CALENDARS.items()
-        }
+        # (exchange, year) -> that year's holidays, each built once under the lock (the library's
+        # own lazy expansion is not safe across threads).
+        self._holidays: dict[tuple[str, int], frozenset[date]] = {}
+        self._building = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MarketCalendar:
@@ -71,14 +70,25 @@ class MarketCalendar:
         """That day's session on ``exchange`` (IST), or ``None`` when it does not trade."""
         if day in self._overrides:
             hours = self._overrides[day]
-        elif day.weekday() < 5 and day not in self._holidays.get(exchange, ()):
+        elif day.weekday() < 5 and day not in self._holidays_of(exchange, day.year):
             hours = (SESSION_OPEN, SESSION_CLOSE)
         else:
             hours = None
         return hours and (datetime.combine(day, hours[0], IST), datetime.combine(day, hours[1], IST))
 
+    def _holidays_of(self, exchange: str, year: int) -> frozenset[date]:
+        known = self._holidays.get((exchange, year))
+        if known is None:
+            with self._building:
+                code = _HOLIDAY_CALENDARS.get(exchange)
+                days = holidays.financial_holidays(code, years=year, expand=False) if code else {}
+                known = self._holidays.setdefault((exchange, year), frozenset(days))
+        return known
+
     def fresh_until(self, fetched_at: float, ttl: float, exchange: str) -> float:
-        """Epoch seconds until which a quote fetched at ``fetched_at`` is fresh."""
+        """Epoch seconds until which a quote fetched at ``fetched_at`` is fresh: its TTL while
+        the market trades or its close settles, else the next open (sooner than the TTL too: a
+        price fetched a minute before the open is not served into the session)."""
         ordinary = fetched_at + ttl
         if self._mode == "always_open":
             return ordinary
@@ -88,7 +98,7 @@ class MarketCalendar:
         today = self.session(fetched.date(), exchange)
         if today is not None and today[0] <= fetched < today[1] + self._settle:
             return ordinary  # open, or the close is still settling
-        return max(ordinary, self.next_open(fetched, exchange).timestamp())
+        return self.next_open(fetched, exchange).timestamp()
 
     def next_open(self, after: datetime, exchange: str) -> datetime:
         """The next session's opening after ``after`` (at most ``LONGEST_CLOSURE`` away)."""

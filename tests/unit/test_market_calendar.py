@@ -29,6 +29,7 @@ def ist(*parts: int) -> datetime:
         (ist(2026, 11, 27, 15, 45), ist(2026, 11, 27, 15, 46), "closed 15 minutes ago: still settling"),
         (ist(2026, 11, 27, 16, 5), ist(2026, 11, 30, 9, 15), "settled on Friday: until Monday's open"),
         (ist(2026, 11, 27, 8, 0), ist(2026, 11, 27, 9, 15), "before the day's open"),
+        (ist(2026, 11, 27, 9, 14, 30), ist(2026, 11, 27, 9, 15), "30 s before the open: not past it"),
         (ist(2026, 11, 23, 16, 10), ist(2026, 11, 25, 9, 15), "Tuesday 24th is Guru Nanak Jayanti"),
         (ist(2026, 11, 7, 12, 0), ist(2026, 11, 8, 18, 0), "a special Sunday session by override"),
         (ist(2026, 12, 30, 16, 0), ist(2027, 1, 1, 9, 15), "the 31st closed by override"),
@@ -38,6 +39,11 @@ def test_a_quote_is_fresh_for_its_ttl_while_trading_and_until_the_next_open_once
     fetched, fresh_till, why
 ):
     assert fresh_until(fetched) == fresh_till, why
+
+
+def test_holidays_of_any_year_are_known_on_first_use():
+    assert CALENDAR.session(date(2028, 1, 26), "NSE") is None  # Republic Day, a Wednesday
+    assert CALENDAR.session(date(2028, 1, 27), "NSE") is not None
 
 
 def test_bse_has_its_own_holidays_and_the_same_hours():
