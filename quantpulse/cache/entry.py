@@ -123,9 +123,6 @@ class Entry(Generic[T]):
     # What the fetcher tells its caller about this fetch; never stored, so not on cached reads.
     notes: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
-    def age(self, now: float) -> float:
-        return max(0.0, now - self.fetched_at)
-
 
 @dataclass(frozen=True)
 class Served(Generic[T]):

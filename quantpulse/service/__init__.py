@@ -41,7 +41,6 @@ from quantpulse.symbols import Instrument, ParsedSymbol, parse_symbol
 
 T = TypeVar("T")
 MAX_BATCH_INSTRUMENTS = 20
-SOURCES = ("quote", "history", "profile")  # the kinds ``_source`` knows
 TARGETS_KEPT = 4096  # request spellings resolved to cache keys, per worker
 FRESHNESS_KEPT = 4096  # quote entries whose freshness limit is remembered, per worker
 DEMO_SOURCE = "demo"
@@ -316,7 +315,8 @@ class StockService:
         """The cache key of a plainly valid request; ``None`` for anything the full path
         must judge (a bad symbol, an unknown period)."""
         period = PERIODS.get(variant) if kind == "history" else None
-        if kind not in SOURCES or (period is None and variant) or (kind == "history" and period is None):
+        known = kind in (known_kind.name for known_kind in self.kinds.all())
+        if not known or (period is None and variant) or (kind == "history" and period is None):
             return None
         try:
             instrument = self.instrument(parse_symbol(raw_symbol))
