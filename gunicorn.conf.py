@@ -1,6 +1,7 @@
 """gunicorn settings, picked up automatically from the repository root.
 
-Threads let a worker keep answering while some of its requests wait on an upstream fill.
+Greenlets (gevent) let a worker keep answering while some of its requests wait on an upstream
+fill or hold a live-quote stream open.
 The app is built after the fork (no preload), so every worker opens its own Redis pool.
 ``.env`` in the working directory is read first, as ``wsgi.py`` reads it, and the real
 environment wins over it: ``PORT=8766 make run`` listens on 8766 whatever the file says.
@@ -21,8 +22,10 @@ def setting(name: str, default: str) -> str:
 
 bind = f"0.0.0.0:{setting('PORT', '8000')}"
 workers = int(setting("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
-threads = int(setting("GUNICORN_THREADS", "4"))
+# gevent: an open live-quote stream is a parked greenlet, not a thread, so a worker holds
+# hundreds of streams while it goes on answering REST requests (docs/architecture.md, "Worker model").
+worker_class = "gevent"
+worker_connections = int(setting("GUNICORN_CONNECTIONS", "1000"))
 timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 10
 keepalive = 5
@@ -68,3 +71,19 @@ limit_request_line = 8190
 # gunicorn 27's control socket defaults to one path per user, which two instances on one
 # machine would fight over; the platform manages processes, so it is not needed.
 control_socket_disable = True
+
+
+def post_worker_init(worker: object) -> None:
+    """Live streams end as soon as the worker is told to stop (a deploy, a scale-down), not at
+    ``graceful_timeout``: their clients reconnect at once, to a worker that stays."""
+    import threading
+    import time
+
+    from quantpulse.app import close_streams
+
+    def watch() -> None:
+        while worker.alive:  # type: ignore[attr-defined]
+            time.sleep(0.25)
+        close_streams(worker.wsgi)  # type: ignore[attr-defined]
+
+    threading.Thread(target=watch, name="stream-closer", daemon=True).start()

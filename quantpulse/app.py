@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from quantpulse.api import EXTENSION, health, metrics, stocks
+from quantpulse.api import EXTENSION, health, metrics, stocks, streams
 from quantpulse.api.cached_hits import CachedHits
 from quantpulse.api.client_limits import register_client_limits
 from quantpulse.api.cors import BrowserHeaders, register_cors
@@ -26,7 +26,7 @@ from quantpulse.config import Settings
 from quantpulse.infra.store import Stores, connect_stores
 from quantpulse.logs import configure_logging, log_level_at_least, redact_secrets
 
-__all__ = ["create_app"]
+__all__ = ["close_streams", "create_app"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(stocks.blp)
     register_docs_assets(app)
     app.register_blueprint(metrics.blp)
+    app.register_blueprint(streams.blp)
 
 
 class QuantPulseFlask(Flask):
@@ -89,6 +90,12 @@ class QuantPulseFlask(Flask):
             if len(self._sync) < self._SYNC_KEPT:
                 self._sync[func] = sync
         return sync
+
+
+def close_streams(app: Flask) -> None:
+    """The worker is stopping: end its live streams now, so their clients reconnect to a
+    worker that stays (gunicorn.conf.py calls this as soon as the worker is told to stop)."""
+    app.extensions[EXTENSION].streams.hub.close_all()
 
 
 def register_cached_hits(app: Flask, settings: Settings) -> None:

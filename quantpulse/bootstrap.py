@@ -27,6 +27,9 @@ from quantpulse.providers.demo import DemoProvider
 from quantpulse.service import Kinds, StockService
 from quantpulse.service.chain import ProviderChain
 from quantpulse.service.hot import HotAnswers
+from quantpulse.streaming import LiveQuotes
+from quantpulse.streaming.hub import QuoteHub
+from quantpulse.streaming.registry import StreamRegistry
 from quantpulse.upstream.budget import CreditBudget, Window
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import HealthSettings, ProviderHealth
@@ -41,6 +44,7 @@ class Components:
     service: StockService
     stores: Stores
     guard: UpstreamGuard
+    streams: LiveQuotes
 
 
 def build_components(settings: Settings, stores: Stores) -> Components:
@@ -72,7 +76,17 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         hot=HotAnswers(settings.near_cache_ttl, local_cache(), local_cache()),
         render=RENDERERS,
     )
-    return Components(service=service, stores=stores, guard=guard)
+    return Components(
+        service=service, stores=stores, guard=guard, streams=build_streams(settings, stores, service)
+    )
+
+
+def build_streams(settings: Settings, stores: Stores, service: StockService) -> LiveQuotes:
+    """The worker's live-quote hub, woken by every fill the fleet writes."""
+    registry = StreamRegistry(stores, settings.stream_max_per_client)
+    hub = QuoteHub(service, service.stats, registry)
+    service.cache.on_fill(hub.heard_fill)
+    return LiveQuotes(hub, registry, settings.stream_heartbeat, settings.stream_max_per_client)
 
 
 def local_cache(max_entries: int = 2000) -> SimpleCache:

@@ -83,6 +83,8 @@ class Settings:
     market_hours: str = "calendar"
     market_settle_minutes: int = 30
     market_calendar_overrides: tuple[SessionOverride, ...] = ()
+    stream_heartbeat: float = 15.0
+    stream_max_per_client: int = 5
 
     def __post_init__(self) -> None:
         if self.stock_provider not in PROVIDER_MODES:
@@ -160,6 +162,8 @@ class Settings:
                 "MARKET_SETTLE_MINUTES", cls.market_settle_minutes, allow_zero=True
             ),
             market_calendar_overrides=env.session_overrides("MARKET_CALENDAR_OVERRIDES"),
+            stream_heartbeat=env.number("STREAM_HEARTBEAT", cls.stream_heartbeat),
+            stream_max_per_client=env.integer("STREAM_MAX_PER_CLIENT", cls.stream_max_per_client),
         )
 
 

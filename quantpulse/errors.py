@@ -73,6 +73,16 @@ class SymbolNotFound(QuantPulseError):
         )
 
 
+class TooManyStreams(QuantPulseError):
+    """A client already holds ``STREAM_MAX_PER_CLIENT`` live-quote streams, fleet-wide."""
+
+    status = 429
+    title = "Too many streams"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 class ServiceUnavailable(QuantPulseError):
     """Nothing fresh, stale or allowed demo can be served right now."""
 

@@ -14,7 +14,7 @@ from quantpulse.errors import InvalidSymbol
 _TICKER = re.compile(r"[A-Z0-9][A-Z0-9&.\-]{0,19}")
 _SUFFIXES = {".NS": "NSE", ":NSE": "NSE", ".BO": "BSE", ":BSE": "BSE"}
 _FINNHUB_SUFFIX = {"NSE": "NS", "BSE": "BO"}
-RESERVED_WORDS = frozenset({"QUOTES", "SERVICE"})
+RESERVED_WORDS = frozenset({"QUOTES", "SERVICE", "STREAM", "WS"})
 SYMBOL_HINT = (
     "Use an NSE/BSE ticker such as RELIANCE, M&M or BAJAJ-AUTO, optionally with .NS, .BO, :NSE or :BSE."
 )

@@ -118,7 +118,11 @@ class CacheEngine:
         """One key (a batch of one)."""
         return self.get_or_fetch_many([key], lambda keys: {key: fetch()})[key]
 
-    def get_or_fetch_many(self, keys: Sequence[CacheKey], fetch_many: FetchMany) -> dict[CacheKey, Outcome]:
+    def get_or_fetch_many(
+        self, keys: Sequence[CacheKey], fetch_many: FetchMany, *, counted: bool = True
+    ) -> dict[CacheKey, Outcome]:
+        """``counted=False`` for the service's own reads (live streams): not hits, stale serves or
+        hot reads in the statistics; misses, refreshes and waits are fill work and still count."""
         now = time.time()
         results: dict[CacheKey, Outcome] = {}
         store, views = self._read_anywhere(keys)
@@ -138,19 +142,23 @@ class CacheEngine:
                 results[key] = view.failure  # a fill failed seconds ago: share it, do not stampede
             else:
                 cold.append(key)
-        # Hits are answers the cache held: fresh entries and cached verdicts, not shared failures.
-        served_stale = sum(isinstance(o, Served) and o.cache == STALE for o in results.values())
-        shared_failures = sum(isinstance(outcome, Failed) for outcome in results.values())
-        self._stats.incr(counters.HITS, len(results) - served_stale - shared_failures)
-        self._stats.incr(counters.STALE_SERVED, served_stale)
+        if counted:
+            self._count_reads(results)
+            self._refresh_hot(store, results, fetch_many, now)
         if stale:
             self._revalidate(store, stale, fetch_many)
-        self._refresh_hot(store, results, fetch_many, now)
         leading, waiting = self._flights.claim(cold)
         if leading:
             results.update(self._fill(store, leading, fetch_many))
         results.update(self._wait_in_process(waiting))
         return results
+
+    def _count_reads(self, results: dict[CacheKey, Outcome]) -> None:
+        """Hits are answers the cache held: fresh entries and cached verdicts, not shared failures."""
+        served_stale = sum(isinstance(o, Served) and o.cache == STALE for o in results.values())
+        shared_failures = sum(isinstance(outcome, Failed) for outcome in results.values())
+        self._stats.incr(counters.HITS, len(results) - served_stale - shared_failures)
+        self._stats.incr(counters.STALE_SERVED, served_stale)
 
     def near_hit(self, key: CacheKey, entry: Entry[Any], fetch_many: FetchMany) -> None:
         """A fresh hit the caller served from its own memory: counted like any hit, and the key

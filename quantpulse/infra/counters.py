@@ -28,6 +28,7 @@ COALESCED_WAITS = "cache:coalesced_waits"
 LOCK_TAKEOVERS = "cache:lock_takeovers"
 REFRESHES = "cache:background_refreshes"
 DEMO_SERVED = "demo:served"
+STREAM_PUSHES = "streams:pushes"  # quote and error events sent to live streams
 FLUSH_INTERVAL = 0.5
 # Histogram buckets (seconds): counted per bucket in the shared hash, cumulated when exported.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -44,6 +44,7 @@ MAX_BATCH_INSTRUMENTS = 20
 TARGETS_KEPT = 4096  # request spellings resolved to cache keys, per worker
 FRESHNESS_KEPT = 4096  # quote entries whose freshness limit is remembered, per worker
 DEMO_SOURCE = "demo"
+MIN_RECHECK = 1.0  # seconds: the soonest a live stream reads a refreshing or failing quote again
 
 
 @dataclass(frozen=True)
@@ -168,6 +169,15 @@ class _Target:
 
 
 @dataclass(frozen=True)
+class Watched:
+    """A live stream's view of one instrument: its quote (or error) now, and when to look again
+    (epoch seconds)."""
+
+    outcome: Answer[Quote] | QuantPulseError
+    recheck_at: float
+
+
+@dataclass(frozen=True)
 class BatchResult:
     """Per requested string: a served quote or the error the single route would have given."""
 
@@ -256,6 +266,30 @@ class StockService:
             else:
                 quotes[raw] = outcome
         return BatchResult(quotes=quotes, errors=errors)
+
+    def watch(self, instruments: Sequence[Instrument]) -> dict[Instrument, Watched]:
+        """Quotes for live streams, read as ``GET /stock/{symbol}`` reads them (one fill for the
+        fleet, a stale copy served while one refresh runs) but not counted as client reads.
+
+        Each comes with when it is worth reading again: when it goes stale (its refresh starts
+        then, once for the fleet), or when a verdict or shared failure runs out. A landed fill
+        is heard sooner (``watch_key``).
+        """
+        source: Source[Quote] = self._source("quote")
+        keys = {CacheKey(source.kind, _subject(i)): i for i in instruments}
+        outcomes = self.cache.get_or_fetch_many(list(keys), self._fetcher(keys, source), counted=False)
+        now = time.time()
+        return {
+            keys[key]: Watched(
+                self._answer(key, keys[key], outcome, source, counted=False),
+                self._recheck_at(key, outcome, now),
+            )
+            for key, outcome in outcomes.items()
+        }
+
+    def watch_key(self, instrument: Instrument) -> str:
+        """The store key whose fills (``CacheEngine.on_fill``) bring this instrument's new quote."""
+        return CacheKey(self.kinds.quote, _subject(instrument)).redis_key
 
     def forget(self, instrument: Instrument) -> int:
         """Drop every cached entry of one instrument, its negative entry too; returns how many existed."""
@@ -381,10 +415,28 @@ class StockService:
         answer = dataclasses.replace(answer, cache=cache, fallbacks=())
         self._hot.put(key, entry, answer, until, refreshing=refreshing)
 
+    def _recheck_at(self, key: CacheKey, outcome: Outcome, now: float) -> float:
+        """When a watched quote is worth reading again (``watch``)."""
+        if isinstance(outcome, Served) and outcome.cache != STALE:
+            return key.kind.fresh_until(outcome.entry)
+        if isinstance(outcome, Missing):
+            return now + self.settings.negative_ttl
+        if isinstance(outcome, Failed) and self.chain.allow_demo:
+            return now + key.kind.ttl  # demo data moves once a minute at most
+        # A refresh is running (its fill is heard at once), or a failure is shared for a while.
+        return now + max(self.settings.failure_ttl, MIN_RECHECK)
+
     def _answer(
-        self, key: CacheKey, instrument: Instrument, outcome: Outcome, source: Source[T]
+        self,
+        key: CacheKey,
+        instrument: Instrument,
+        outcome: Outcome,
+        source: Source[T],
+        *,
+        counted: bool = True,
     ) -> Answer[T] | QuantPulseError:
-        """What the cache settled, in the service's terms; demo data where a failure may be."""
+        """What the cache settled, in the service's terms; demo data where a failure may be
+        (``counted``: in the demo statistics, unless the service read it for itself)."""
         if isinstance(outcome, Served):
             answer = self._served(key, instrument, outcome, source.period)
             self._keep(key, outcome, answer)
@@ -395,7 +447,8 @@ class StockService:
             return ProvidersExhausted(
                 outcome.reason, retry_after=outcome.retry_after, fallbacks=outcome.notes
             )
-        self.stats.incr(counters.DEMO_SERVED)
+        if counted:
+            self.stats.incr(counters.DEMO_SERVED)
         # Demo data changes every minute and is never kept: the route renders it if it sends it.
         return Answer(
             instrument,

@@ -42,7 +42,6 @@ def fleet_env(upstream: FakeProviderServer, redis_server: RedisServer) -> dict[s
         "REDIS_URL": redis_server.url,
         "PROVIDER_TIMEOUT": str(PROVIDER_TIMEOUT),
         "LOCK_TTL": str(LOCK_TTL),
-        "GUNICORN_THREADS": "8",
     }
 
 

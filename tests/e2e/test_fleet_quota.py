@@ -53,7 +53,6 @@ def fleet(upstream: FakeProviderServer) -> Iterator[tuple[Gunicorn, Gunicorn]]:
             "QUOTE_TTL": str(int(MINUTE)),
             "QUOTE_STALE_TTL": str(int(MINUTE * 10)),
             "PROVIDER_TIMEOUT": "3",
-            "GUNICORN_THREADS": "8",
             "LOG_LEVEL": "DEBUG",
         }
         with Gunicorn(env, workers=4) as first, Gunicorn(env, workers=4) as second:

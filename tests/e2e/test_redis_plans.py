@@ -93,7 +93,7 @@ def test_two_instances_fit_heroku_mini_with_two_connections_per_worker(upstream,
 
 def test_the_default_setting_over_the_plan_is_refused_without_5xx(upstream, mini, watcher):
     """4 connections per worker x 8 workers want 32 of the plan's 20."""
-    env = fleet_env(upstream, mini.url, GUNICORN_THREADS="8")
+    env = fleet_env(upstream, mini.url)
     with (
         Gunicorn(env, workers=4) as first,
         Gunicorn(env, workers=4) as second,

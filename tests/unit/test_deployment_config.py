@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GUNICORN_VARIABLES = ("PORT", "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_TIMEOUT", "LOG_LEVEL")
+GUNICORN_VARIABLES = ("PORT", "WEB_CONCURRENCY", "GUNICORN_CONNECTIONS", "GUNICORN_TIMEOUT", "LOG_LEVEL")
 
 
 def documented_variables() -> set[str]:
@@ -48,5 +48,6 @@ def test_gunicorn_takes_its_defaults_for_blank_variables(tmp_path, monkeypatch: 
 
     config = runpy.run_path(str(REPO_ROOT / "gunicorn.conf.py"))
 
-    assert (config["bind"], config["workers"], config["threads"]) == ("0.0.0.0:8000", 2, 4)
+    assert (config["bind"], config["workers"], config["worker_connections"]) == ("0.0.0.0:8000", 2, 1000)
+    assert config["worker_class"] == "gevent"
     assert (config["timeout"], config["loglevel"]) == (30, "info")

@@ -1,0 +1,334 @@
+"""Live quotes: ``GET /stock/stream`` (Server-Sent Events), ``GET /stock/ws`` (WebSocket) and the
+``/live`` page, all fed by the worker's one ``QuoteHub`` (docs/api.md, "Live quotes").
+
+Everything a client can get wrong is answered before the stream starts, as the usual JSON
+error: a bad symbol list (400), a plain GET on the WebSocket route (400), a browser origin not
+allowed (403), one stream too many for this client (429). Each open stream holds one slot in the
+fleet-wide ``StreamRegistry``, given back when it ends however it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+from flask import Blueprint, Response, request
+from simple_websocket import ConnectionClosed, Server
+
+from quantpulse.api import components
+from quantpulse.api.rendering import body
+from quantpulse.errors import (
+    BadRequest,
+    Forbidden,
+    QuantPulseError,
+    ServiceUnavailable,
+    TooManyStreams,
+    error_body,
+)
+from quantpulse.service import MAX_BATCH_INSTRUMENTS, StockService
+from quantpulse.streaming import LiveQuotes
+from quantpulse.streaming.hub import QuoteHub, Subscriber, Update, label
+from quantpulse.streaming.registry import Slot, StreamRegistry
+from quantpulse.symbols import Instrument, parse_symbol
+
+blp = Blueprint("streams", __name__)
+
+SSE_RETRY_MS = 3000
+MAX_MESSAGE = 4096  # bytes a WebSocket client message may have; more closes the socket (1009)
+GOING_AWAY = 1001
+SYMBOLS_HINT = "Send symbols=A,B (or symbols=A&symbols=B), at most 20 instruments."
+LIVE_PAGE = resources.files("quantpulse.api").joinpath("live.html").read_bytes()
+
+
+@blp.get("/stock/stream")
+def sse() -> Response:
+    parts = components()
+    raw = [part for item in request.args.getlist("symbols") for part in item.split(",") if part.strip()]
+    if not raw:
+        raise BadRequest("No symbols given.", hint=SYMBOLS_HINT)
+    watched = resolve(parts.service, raw, limit=MAX_BATCH_INSTRUMENTS)
+    stream = EventStream(parts.streams.hub, parts.streams.registry, open_slot(parts.streams), watched)
+    stream.give_up_slow_writes(request.environ.get("gunicorn.socket"), parts.streams.heartbeat)
+    return Response(
+        stream,
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@blp.get("/stock/ws")
+@blp.get("/stock/ws", websocket=True)  # Werkzeug routes upgrades only to rules that say so
+def websocket() -> Response:
+    parts = components()
+    upgrading = (
+        request.headers.get("Upgrade", "").lower() == "websocket" and "Sec-WebSocket-Key" in request.headers
+    )
+    if not upgrading or not _has_socket(request.environ):
+        raise BadRequest(
+            "This route speaks WebSocket; use GET /stock/stream for Server-Sent Events.",
+            hint="Connect with a WebSocket client (Upgrade: websocket).",
+        )
+    check_origin(request.headers.get("Origin"), parts.service.settings.allowed_origins)
+    slot = open_slot(parts.streams)
+    session = SocketSession(parts.service, parts.streams.hub, parts.streams.heartbeat)
+    try:
+        session.run(request.environ)
+    finally:
+        parts.streams.registry.close(slot)
+    return session.response()
+
+
+@blp.get("/live")
+def live() -> Response:
+    """A page that shows the quotes of ``?symbols=`` updating (plain HTML + EventSource)."""
+    return Response(LIVE_PAGE, mimetype="text/html")
+
+
+def _has_socket(environ: dict[str, Any]) -> bool:
+    """A server that lends its socket (gunicorn, Werkzeug's); a test client has none."""
+    return "gunicorn.socket" in environ or "werkzeug.socket" in environ
+
+
+def resolve(service: StockService, raw_symbols: list[str], *, limit: int) -> dict[Instrument, str]:
+    """Each instrument once, with the first spelling that named it; a bad one is a 400."""
+    watched: dict[Instrument, str] = {}
+    for raw in raw_symbols:
+        watched.setdefault(service.instrument(parse_symbol(raw)), raw)
+    if len(watched) > limit:
+        raise BadRequest(
+            f"{len(watched)} instruments requested; at most {limit} per stream.", hint=SYMBOLS_HINT
+        )
+    return watched
+
+
+def check_origin(origin: str | None, allowed: tuple[str, ...]) -> None:
+    """A browser's page must come from an allowed origin; a client without one (a server, a
+    script) is not a browser and may connect."""
+    if origin is not None and "*" not in allowed and origin not in allowed:
+        raise Forbidden(f"Origin {origin} may not open a WebSocket here.", hint="See ALLOWED_ORIGINS.")
+
+
+def open_slot(streams: LiveQuotes) -> Slot:
+    if streams.hub.closing:
+        raise ServiceUnavailable("This worker is shutting down; connect again.", retry_after=1)
+    slot = streams.registry.open(client_address())
+    if slot is None:
+        raise TooManyStreams(
+            f"This client already has {streams.max_per_client} live streams open.",
+            hint="Close one, or watch several instruments on one stream.",
+        )
+    return slot
+
+
+def client_address() -> str:
+    """The client as the rate limiter sees it (after ``ProxyFix``)."""
+    return request.remote_addr or "unknown"
+
+
+def error_document(raw: str | None, error: QuantPulseError) -> dict[str, Any]:
+    """``{"symbol": <as sent>, "status", "detail"}``: an instrument's error, on either transport."""
+    return {"symbol": raw, "status": error.status, **error_body(error.title, error.message, error.hint)}
+
+
+def quote_json(update: Update) -> str:
+    """The quote body exactly as ``GET /stock/{symbol}`` would serve it now, on one line."""
+    return body(update.outcome, "quote").decode().rstrip("\n")  # type: ignore[arg-type]
+
+
+# ---- Server-Sent Events ---------------------------------------------------------------------
+
+
+class EventStream:
+    """The body of one SSE response. ``close`` (called by the server however the response ends,
+    iterated or not) stops watching and frees the slot."""
+
+    def __init__(
+        self, hub: QuoteHub, registry: StreamRegistry, slot: Slot, watched: dict[Instrument, str]
+    ) -> None:
+        self._hub = hub
+        self._registry = registry
+        self._slot = slot
+        self._watched = watched
+        self._heartbeat = 15.0
+        self._socket: socket.socket | None = None
+        self._subscriber = Subscriber(on_drop=self._break_write)
+        self._closed = False
+
+    def give_up_slow_writes(self, sock: socket.socket | None, heartbeat: float) -> None:
+        """A write that cannot finish within two heartbeats means the client stopped reading."""
+        self._heartbeat = heartbeat
+        self._socket = sock
+        if sock is not None:
+            sock.settimeout(heartbeat * 2)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield f"retry: {SSE_RETRY_MS}\n\n".encode()
+        self._hub.subscribe(self._subscriber, list(self._watched))
+        number = 0
+        while not self._subscriber.closed:
+            updates = self._subscriber.take()
+            for update in updates:
+                number += 1
+                yield self._event(number, update)
+            if not updates and not self._subscriber.wake.wait(self._heartbeat):
+                yield b": keep-alive\n\n"
+            self._subscriber.wake.clear()
+
+    def _event(self, number: int, update: Update) -> bytes:
+        if isinstance(update.outcome, QuantPulseError):
+            name, data = (
+                "error",
+                json.dumps(error_document(self._watched.get(update.instrument), update.outcome)),
+            )
+        else:
+            name, data = "quote", quote_json(update)
+        return f"id: {number}\nevent: {name}\ndata: {data}\n\n".encode()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._subscriber.close()
+        self._hub.unsubscribe(self._subscriber)
+        self._registry.close(self._slot)
+
+    def _break_write(self) -> None:
+        """Dropped as too slow: a write stuck on a client that stopped reading ends now."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+
+# ---- WebSocket ------------------------------------------------------------------------------
+
+
+class SocketSession:
+    """One WebSocket connection: its subscriptions, the client's messages and the hub's pushes,
+    all handled on the request's own greenlet (woken by either)."""
+
+    def __init__(self, service: StockService, hub: QuoteHub, heartbeat: float) -> None:
+        self._service = service
+        self._hub = hub
+        self._heartbeat = heartbeat
+        self._subscriber = Subscriber()
+        self._watched: dict[Instrument, str] = {}
+        self._ws: Server | None = None
+
+    def run(self, environ: dict[str, Any]) -> None:
+        # The socket's reader wakes the same event as the hub's pushes: one wait for both.
+        self._ws = ws = Server(
+            environ,
+            ping_interval=self._heartbeat,
+            max_message_size=MAX_MESSAGE,
+            event_class=lambda: self._subscriber.wake,
+        )
+        try:
+            while ws.connected and not self._subscriber.closed:
+                self._subscriber.wake.clear()
+                while (message := ws.receive(timeout=0)) is not None:
+                    self._handle(message)
+                for update in self._subscriber.take():
+                    ws.send(self._message(update))
+                self._subscriber.wake.wait(self._heartbeat)
+            if self._subscriber.closed and ws.connected:
+                ws.close(GOING_AWAY, "server going away; connect again")
+        except ConnectionClosed:
+            pass
+        finally:
+            self._subscriber.close()
+            self._hub.unsubscribe(self._subscriber)
+
+    def response(self) -> Response:
+        """What the server is handed once the socket is done (it has written everything itself)."""
+        return _SocketDone(mode=self._ws.mode if self._ws else "unknown")
+
+    def _handle(self, message: str | bytes) -> None:
+        try:
+            action, raw_symbols = parse_message(message)
+        except BadRequest as error:
+            self._send_error(None, error)
+            return
+        wanted: dict[Instrument, str] = {}
+        refused: list[tuple[str, QuantPulseError]] = []
+        for raw in raw_symbols:
+            try:
+                wanted.setdefault(self._service.instrument(parse_symbol(raw)), raw)
+            except QuantPulseError as error:
+                refused.append((raw, error))
+        new = {i: raw for i, raw in wanted.items() if i not in self._watched}
+        if action == "subscribe" and len(self._watched) + len(new) > MAX_BATCH_INSTRUMENTS:
+            limit = f"A socket watches at most {MAX_BATCH_INSTRUMENTS} instruments."
+            self._send_error(None, BadRequest(limit, hint=SYMBOLS_HINT))
+            return
+        for raw, error in refused:
+            self._send_error(raw, error)
+        if action == "subscribe":
+            self._subscribe(new)
+        else:
+            self._unsubscribe(wanted)
+
+    def _subscribe(self, new: dict[Instrument, str]) -> None:
+        self._watched.update(new)
+        self._send({"type": "subscribed", "symbols": [label(i) for i in self._watched]})
+        if new:
+            self._hub.subscribe(self._subscriber, list(new))
+
+    def _unsubscribe(self, wanted: dict[Instrument, str]) -> None:
+        gone = [i for i in wanted if i in self._watched]
+        for instrument in gone:
+            del self._watched[instrument]
+        self._hub.unsubscribe(self._subscriber, gone)
+        self._send({"type": "unsubscribed", "symbols": [label(i) for i in gone]})
+
+    def _message(self, update: Update) -> str:
+        if isinstance(update.outcome, QuantPulseError):
+            raw = self._watched.get(update.instrument)
+            return json.dumps({"type": "error", **error_document(raw, update.outcome)})
+        instrument = update.instrument
+        return (
+            f'{{"type":"quote","symbol":{json.dumps(instrument.ticker)},'
+            f'"exchange":{json.dumps(instrument.exchange)},"data":{quote_json(update)}}}'
+        )
+
+    def _send_error(self, raw: str | None, error: QuantPulseError) -> None:
+        self._send({"type": "error", **error_document(raw, error)})
+
+    def _send(self, document: dict[str, Any]) -> None:
+        assert self._ws is not None
+        self._ws.send(json.dumps(document))
+
+
+def parse_message(message: str | bytes) -> tuple[str, list[str]]:
+    """``{"action": "subscribe"|"unsubscribe", "symbols": [...]}``; anything else is a 400."""
+    try:
+        document = json.loads(message)
+    except (ValueError, RecursionError):
+        raise BadRequest("The message is not JSON.", hint=MESSAGE_HINT) from None
+    if not isinstance(document, dict) or document.get("action") not in ("subscribe", "unsubscribe"):
+        raise BadRequest('The action must be "subscribe" or "unsubscribe".', hint=MESSAGE_HINT)
+    symbols = document.get("symbols")
+    if not isinstance(symbols, list) or not symbols or not all(isinstance(s, str) for s in symbols):
+        raise BadRequest("symbols must be a non-empty list of strings.", hint=MESSAGE_HINT)
+    if len(symbols) > MAX_BATCH_INSTRUMENTS * 4:
+        raise BadRequest(f"At most {MAX_BATCH_INSTRUMENTS} instruments per socket.", hint=MESSAGE_HINT)
+    return document["action"], symbols
+
+
+MESSAGE_HINT = '{"action": "subscribe", "symbols": ["RELIANCE", "TCS"]}'
+
+
+class _SocketDone(Response):
+    """The socket spoke for itself: gunicorn must write nothing more (flask-sock's way out)."""
+
+    def __init__(self, mode: str) -> None:
+        super().__init__(status=101)
+        self._mode = mode
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        if self._mode == "gunicorn":
+            raise StopIteration()
+        return super().__call__(environ, start_response)
