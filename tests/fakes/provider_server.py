@@ -288,14 +288,15 @@ class QuoteSnapshot:
         return self.change / self.previous_close * 100
 
 
-def quote_snapshot(listing: Listing, now: datetime) -> QuoteSnapshot:
-    """The latest session's quote; the close is exactly the table price (+ the BSE offset)."""
+def quote_snapshot(listing: Listing, now: datetime, move: float = 0.0) -> QuoteSnapshot:
+    """The latest session's quote; the close is exactly the table price (+ the BSE offset), plus
+    whatever a test moved it by (``FakeProviderServer.move_price``)."""
     rng = random.Random(f"{listing.company.symbol}|quote")
     price, offset = listing.company.price, listing.exchange.price_offset
     session = _last_session_day(now)
     last_trade = min(now, datetime.combine(session, SESSION_CLOSE) - timedelta(minutes=1))
     return QuoteSnapshot(
-        day=_candle(rng, price, close=price).shifted(offset),
+        day=_candle(rng, price, close=price).shifted(offset + move),
         previous_close=round(price * (1 + rng.uniform(-0.015, 0.015)) + offset, 2),
         volume=rng.randint(1_000_000, 12_000_000),
         average_volume=rng.randint(1_000_000, 12_000_000),
@@ -332,6 +333,10 @@ class Market:
 
     now: datetime
     no_history: frozenset[str]
+    moves: Mapping[str, float] = field(default_factory=dict)
+
+    def quote(self, listing: Listing) -> QuoteSnapshot:
+        return quote_snapshot(listing, self.now, self.moves.get(listing.company.symbol, 0.0))
 
 
 Route = Callable[[Mapping[str, str], Market], Reply]
@@ -513,7 +518,7 @@ def _td_instrument(listing: Listing) -> dict[str, str]:
 
 
 def _td_quote_body(listing: Listing, market: Market) -> dict[str, Any]:
-    quote = quote_snapshot(listing, market.now)
+    quote = market.quote(listing)
     close, low, high = quote.day.close, quote.week52_low, quote.week52_high
     return {
         **_td_instrument(listing),
@@ -692,7 +697,7 @@ def _fh_quote(query: Mapping[str, str], market: Market) -> Reply:
     listing = Listing.from_finnhub(query.get("symbol", ""))
     if listing is None:
         return Reply(200, FH_UNKNOWN_QUOTE)
-    quote = quote_snapshot(listing, market.now)
+    quote = market.quote(listing)
     day = quote.day
     body = {
         "c": day.close,
@@ -1119,6 +1124,12 @@ class FakeProviderServer:
         with self._lock:
             return self._key_in_url
 
+    def move_price(self, ticker: str, by: float) -> None:
+        """Move ``ticker``'s quote (both providers, both exchanges) by ``by`` rupees from its
+        table price, until moved again or reset: a price change for live-quote tests."""
+        with self._lock:
+            self._moves[ticker.upper()] = by
+
     def reset(self) -> None:
         """Zero the counters and log, put every provider back to "ok" and stop enforcing limits
         (a test that wants them after a reset says so again); latency is kept."""
@@ -1132,6 +1143,7 @@ class FakeProviderServer:
         self._behaviours = {name: _Behaviour() for name in PROVIDERS}
         self._limiters = {name: RateLimiter() for name in PROVIDERS}
         self._minute_seconds = 60.0
+        self._moves: dict[str, float] = {}
 
     def _limits_report(self) -> dict[str, Any]:
         """The ``limits`` part of ``/_control/calls``: settings in force and what they did."""
@@ -1211,7 +1223,9 @@ class FakeProviderServer:
             return spec.failures[mode]
         if route is None:
             return _not_found(path)
-        return route(query, Market(now, frozenset(self.no_history_symbols)))
+        with self._lock:
+            moves = dict(self._moves)
+        return route(query, Market(now, frozenset(self.no_history_symbols), moves))
 
     def _control(self, method: str, path: str, body: bytes) -> Reply:
         """Read and steer the server from another process (benchmarks)."""
@@ -1228,6 +1242,8 @@ class FakeProviderServer:
                     times=payload.get("times"),
                     stall_seconds=float(payload.get("stall_seconds", 30.0)),
                 )
+            elif (method, path) == ("POST", "/price"):
+                self.move_price(payload["symbol"], float(payload["by"]))
             elif (method, path) == ("POST", "/latency"):
                 self.latency = float(payload["seconds"])
             elif (method, path) == ("POST", "/limits"):
