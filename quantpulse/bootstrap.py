@@ -50,7 +50,8 @@ class Components:
 def build_components(settings: Settings, stores: Stores) -> Components:
     stats = Stats(stores.primary.client, stores.trouble)
     guard = build_guard(settings, stores, stats)
-    kinds = Kinds.from_settings(settings, MarketCalendar.from_settings(settings))
+    market = MarketCalendar.from_settings(settings)
+    kinds = Kinds.from_settings(settings, market)
     cache = CacheEngine(
         kinds.all(),
         stores,
@@ -70,7 +71,7 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         settings=settings,
         kinds=kinds,
         chain=build_chain(settings, guard),
-        demo=DemoProvider(),
+        demo=DemoProvider(market=market),
         cache=cache,
         stats=stats,
         hot=HotAnswers(settings.near_cache_ttl, local_cache(), local_cache()),

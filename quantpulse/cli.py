@@ -84,7 +84,8 @@ def stats(as_json: bool) -> None:
     """Fleet statistics: cache counters, hit rate, provider calls, failures, budget, demo served."""
     parts = components()
     warn_if_embedded(parts)
-    document = service_status(parts.service, parts.guard, store_problem=parts.stores.problem())
+    fleet = parts.streams.registry.fleet()
+    document = service_status(parts.service, parts.guard, fleet, store_problem=parts.stores.problem())
     click.echo(json.dumps(document, indent=2) if as_json else format_status(document["status"]))
 
 

@@ -2,8 +2,9 @@
 
 NSE and BSE trade 09:15–15:30 IST on weekdays. ``MarketCalendar`` also knows the exchanges'
 holidays (the ``holidays`` library's XNSE and XBOM calendars) and the operator's overrides, and
-decides how long a quote stays fresh and what Finnhub's ``marketState`` says. The module-level
-helpers (``market_state`` and friends, used by the demo data) still see weekdays only.
+decides how long a quote stays fresh and what ``marketState`` says (Finnhub's and the demo
+data's). The module-level helpers (``is_trading_day`` and friends, used by the demo's price
+history) see weekdays only.
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ class MarketCalendar:
             return ordinary  # open, or the close is still settling
         return self.next_open(fetched, exchange).timestamp()
 
+    @property
+    def always_open(self) -> bool:
+        return self._mode == "always_open"
+
+    def last_close(self, now: datetime, exchange: str) -> date:
+        """The day of the latest session that had closed by ``now``."""
+        local = now.astimezone(IST)
+        for offset in range(LONGEST_CLOSURE.days + 1):
+            day = local.date() - timedelta(days=offset)
+            session = self.session(day, exchange)
+            if session is not None and session[1] <= local:
+                return day
+        return last_trading_day(local.date() - timedelta(days=1))
+
     def next_open(self, after: datetime, exchange: str) -> datetime:
         """The next session's opening after ``after`` (at most ``LONGEST_CLOSURE`` away)."""
         local = after.astimezone(IST)
@@ -116,12 +131,6 @@ def utc_now() -> datetime:
 
 def is_trading_day(day: date) -> bool:
     return day.weekday() < 5
-
-
-def market_state(now: datetime) -> str:
-    local = now.astimezone(IST)
-    in_hours = SESSION_OPEN <= local.time() < SESSION_CLOSE
-    return MARKET_OPEN if is_trading_day(local.date()) and in_hours else MARKET_CLOSED
 
 
 def last_trading_day(day: date) -> date:

@@ -25,6 +25,7 @@ from quantpulse.errors import FailureKind
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
 from quantpulse.infra.store import ERROR_KINDS
+from quantpulse.streaming.registry import FleetStreams
 
 blp = Blueprint("metrics", __name__)
 
@@ -101,6 +102,26 @@ class FleetCollector(Collector):
         yield _counter(
             "quantpulse_demo_served_total", "Answers made of demo data.", counts[counters.DEMO_SERVED]
         )
+        yield from _streams(parts.streams.registry.fleet(), counts)
+
+
+def _streams(fleet: FleetStreams, counts: Counter[str]) -> Iterator[Any]:
+    """Live streams; a count the store could not give right now is left out, not shown as 0."""
+    if fleet.open is not None:
+        yield GaugeMetricFamily(
+            "quantpulse_streams_open", "Live-quote streams open, fleet-wide.", value=fleet.open
+        )
+    if fleet.instruments is not None:
+        yield GaugeMetricFamily(
+            "quantpulse_streams_instruments",
+            "Instruments watched by live streams, fleet-wide.",
+            value=fleet.instruments,
+        )
+    yield _counter(
+        "quantpulse_stream_pushes_total",
+        "Quote and error events sent to live streams.",
+        counts[counters.STREAM_PUSHES],
+    )
 
 
 def _endpoints(counts: Counter[str]) -> set[str]:

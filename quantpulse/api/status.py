@@ -16,6 +16,7 @@ from quantpulse.infra.store import BACKEND_REDIS, ERROR_KINDS
 from quantpulse.periods import SUPPORTED_PERIODS
 from quantpulse.providers import catalog
 from quantpulse.service import StockService
+from quantpulse.streaming.registry import FleetStreams
 from quantpulse.upstream.guard import UpstreamGuard
 from quantpulse.upstream.health import STATE_COOLDOWN, STATE_DISABLED, STATE_OK
 
@@ -33,11 +34,14 @@ ENDPOINTS = {
     "clear_cache": "DELETE /stock/{symbol}/cache",
     "health": "/health",
     "ready": "/health/ready",
+    "stream": "/stock/stream?symbols=A,B",
+    "websocket": "/stock/ws",
+    "live": "/live?symbols=A,B",
 }
 
 
 def service_status(
-    service: StockService, guard: UpstreamGuard, *, store_problem: str | None
+    service: StockService, guard: UpstreamGuard, fleet: FleetStreams, *, store_problem: str | None
 ) -> dict[str, Any]:
     """The status body: ``operational`` needs the store and a usable live provider, or demo by design."""
     health = provider_health(service, guard)
@@ -52,6 +56,11 @@ def service_status(
             "provider_status": _provider_status(service, usable, health, counts, last_errors),
             "cache_stats": _cache_stats(service, counts, shared, store_problem),
             "supported_periods": list(SUPPORTED_PERIODS),
+            "streams": {
+                "open": fleet.open,
+                "instruments": fleet.instruments,
+                "pushes": counts[counters.STREAM_PUSHES],
+            },
         },
         "endpoints": ENDPOINTS,
     }

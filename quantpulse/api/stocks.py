@@ -126,7 +126,8 @@ def batch_symbols(from_query: list[str], from_body: list[str] | None) -> list[st
 @blp.response(200, StatusSchema)
 def status() -> dict[str, Any]:
     parts = components()
-    return service_status(parts.service, parts.guard, store_problem=parts.stores.problem())
+    fleet = parts.streams.registry.fleet()
+    return service_status(parts.service, parts.guard, fleet, store_problem=parts.stores.problem())
 
 
 def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:

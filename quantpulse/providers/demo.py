@@ -36,13 +36,13 @@ import quantpulse.companies as companies
 from quantpulse.market import (
     IST,
     SESSION_OPEN,
+    MarketCalendar,
     is_trading_day,
     last_trading_day,
-    market_state,
     months_before,
     utc_now,
 )
-from quantpulse.models import Bar, History, Profile, Quote
+from quantpulse.models import MARKET_OPEN, Bar, History, Profile, Quote
 from quantpulse.periods import INTRADAY_BARS_PER_SESSION, Period, bar_date, normalise_bars
 from quantpulse.providers.base import QuoteOutcome, price_move
 from quantpulse.symbols import Instrument
@@ -78,13 +78,15 @@ class DemoProvider:
     name = "demo"
     profile_has_market_cap = True
 
-    def __init__(self, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, clock: Callable[[], datetime] = utc_now, market: MarketCalendar | None = None) -> None:
+        """``market``: the clock the quotes follow (the service's ``MARKET_HOURS``)."""
         self._clock = clock
+        self._market = market or MarketCalendar()
 
     def quotes(self, instruments: Sequence[Instrument]) -> dict[Instrument, QuoteOutcome]:
         """One clock reading for the whole batch, so its quotes describe the same minute."""
         now = self._clock()
-        return {instrument: _quote(instrument, now) for instrument in instruments}
+        return {instrument: _quote(instrument, now, self._market) for instrument in instruments}
 
     def history(self, instrument: Instrument, period: Period) -> History:
         now = self._clock()
@@ -96,7 +98,7 @@ class DemoProvider:
         company = companies.lookup(instrument.ticker)
         if company is None:
             return Profile(instrument.ticker, None, None, None, None, None, None, CURRENCY)
-        price = _quote(instrument, self._clock()).price
+        price = _quote(instrument, self._clock(), self._market).price
         return Profile(
             name=company.name,
             description=company.description,
@@ -148,9 +150,9 @@ class _Session:
         return _Ohlcv(window[0], max(window), min(window), window[-1], volume)
 
 
-def _quote(instrument: Instrument, now: datetime) -> Quote:
+def _quote(instrument: Instrument, now: datetime, market: MarketCalendar) -> Quote:
     """Company name from the table, else the ticker: docs/api.md's last resort, never an invention."""
-    day, minute = _latest_minute(now)
+    day, minute = _quote_minute(now, market, instrument.exchange)
     today = _session(instrument, day).bar(0, minute)
     price = _tick(today.close)
     (previous,) = _closed_form(instrument, [_previous_session(day)])
@@ -169,7 +171,7 @@ def _quote(instrument: Instrument, now: datetime) -> Quote:
         high=_tick(today.high),
         low=_tick(today.low),
         volume=today.volume,
-        market_state=market_state(now),
+        market_state=market.state(now, instrument.exchange),
         last_trade_at=(_session_start(day) + timedelta(minutes=minute)).astimezone(UTC),
     )
 
@@ -303,6 +305,18 @@ def _words(key: str, count: int) -> tuple[int, ...]:
 
 def _seed(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest())
+
+
+def _quote_minute(now: datetime, market: MarketCalendar, exchange: str) -> tuple[date, int]:
+    """Where on its minute path a quote is: the live minute during a session; under
+    ``always_open`` the minute of the day, wrapped onto the path (prices move at any hour, for
+    ``make run``); while closed, frozen at the latest close."""
+    if market.always_open:
+        local = now.astimezone(IST)
+        return local.date(), (local.hour * 60 + local.minute) % (SESSION_MINUTES + 1)
+    if market.state(now, exchange) == MARKET_OPEN:
+        return _latest_minute(now)
+    return market.last_close(now, exchange), SESSION_MINUTES
 
 
 def _latest_minute(now: datetime) -> tuple[date, int]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 import quantpulse.companies as companies
-from quantpulse.market import IST, is_trading_day, months_before
+from quantpulse.market import IST, MarketCalendar, is_trading_day, months_before
 from quantpulse.models import MARKET_CLOSED, MARKET_OPEN, Bar, Profile, Quote
 from quantpulse.periods import PERIODS, Period
 from quantpulse.providers.demo import MAX_YEARS, DemoProvider
@@ -25,9 +25,9 @@ RELIANCE_BSE = Instrument("RELIANCE", "BSE")
 UNKNOWN = Instrument("NEWCO", "NSE")
 SAMPLE = [RELIANCE, RELIANCE_BSE, Instrument("M&M", "NSE"), Instrument("BAJAJ-AUTO", "BSE"), UNKNOWN]
 
-IN_SESSION = datetime(2026, 11, 24, 11, 41, 30, tzinfo=IST)  # a Tuesday
-BEFORE_OPEN = datetime(2026, 11, 24, 8, 0, tzinfo=IST)
-AFTER_CLOSE = datetime(2026, 11, 24, 16, 0, tzinfo=IST)
+IN_SESSION = datetime(2026, 11, 25, 11, 41, 30, tzinfo=IST)  # a Wednesday (the Tuesday before is Guru Nanak Jayanti, an NSE holiday)
+BEFORE_OPEN = datetime(2026, 11, 26, 8, 0, tzinfo=IST)  # not after a holiday: history sees weekdays only
+AFTER_CLOSE = datetime(2026, 11, 25, 16, 0, tzinfo=IST)
 FRIDAY_EVENING = datetime(2026, 11, 27, 18, 0, tzinfo=IST)
 SATURDAY = datetime(2026, 11, 28, 12, 0, tzinfo=IST)
 CLOCKS = [IN_SESSION, BEFORE_OPEN, AFTER_CLOSE, SATURDAY]
@@ -65,7 +65,7 @@ def test_a_fresh_interpreter_with_another_hash_seed_gives_the_same_numbers(hash_
         "from quantpulse.periods import PERIODS; from quantpulse.symbols import Instrument;"
         "from quantpulse.providers.demo import DemoProvider;"
         "i = Instrument('RELIANCE', 'NSE');"
-        "p = DemoProvider(lambda: datetime(2026, 11, 24, 11, 41, 30, tzinfo=IST));"
+        "p = DemoProvider(lambda: datetime(2026, 11, 25, 11, 41, 30, tzinfo=IST));"
         "print(p.quotes([i])[i].price, p.history(i, PERIODS['1y']).bars[0].close)"
     )
     env = {**os.environ, "PYTHONHASHSEED": hash_seed}
@@ -80,7 +80,7 @@ def test_price_moves_from_minute_to_minute_during_the_session() -> None:
     minutes = [IN_SESSION + timedelta(minutes=n) for n in range(30)]
     quotes = [quote_at(moment) for moment in minutes]
     assert len({q.price for q in quotes}) > 10
-    assert quote_at(datetime(2026, 11, 24, 9, 30, tzinfo=IST)).price != quote_at(IN_SESSION).price
+    assert quote_at(datetime(2026, 11, 25, 9, 30, tzinfo=IST)).price != quote_at(IN_SESSION).price
     assert [q.last_trade_at for q in quotes] == [m.replace(second=0).astimezone(UTC) for m in minutes]
 
 
@@ -137,7 +137,7 @@ def test_intraday_history_covers_whole_sessions_in_ist(period: str, moment: date
 def test_closed_session_has_every_intraday_bar() -> None:
     bars = history_at(AFTER_CLOSE, "1d")
     assert len(bars) == 75
-    assert bars[-1].date == "2026-11-24T15:25:00+05:30"
+    assert bars[-1].date == "2026-11-25T15:25:00+05:30"
 
 
 @pytest.mark.parametrize("instrument", [RELIANCE, RELIANCE_BSE, UNKNOWN], ids=str)
@@ -230,3 +230,49 @@ def test_company_table_holds_real_large_caps() -> None:
         assert company.website.startswith("https://")
         market_cap = company.price * company.shares
         assert Decimal("1e11") < market_cap < Decimal("5e13"), ticker  # ₹10k crore to ₹50 lakh crore
+
+
+# ---- the market clock (MARKET_HOURS) --------------------------------------------------------
+
+
+def demo_quote(moment: datetime, market: MarketCalendar) -> Quote:
+    outcome = DemoProvider(clock=lambda: moment, market=market).quotes([RELIANCE])[RELIANCE]
+    assert isinstance(outcome, Quote)
+    return outcome
+
+
+def test_always_open_demo_prices_move_at_any_hour_even_on_a_saturday() -> None:
+    market = MarketCalendar("always_open")
+    moments = [SATURDAY + timedelta(minutes=minute) for minute in range(0, 30, 5)]
+    quotes = [demo_quote(moment, market) for moment in moments]
+
+    assert {quote.market_state for quote in quotes} == {MARKET_OPEN}
+    assert len({quote.price for quote in quotes}) > 1
+
+
+def test_always_closed_demo_prices_are_frozen_at_the_last_close_even_in_session_hours() -> None:
+    market = MarketCalendar("always_closed")
+    moments = [IN_SESSION + timedelta(minutes=minute) for minute in range(0, 30, 5)]
+    quotes = [demo_quote(moment, market) for moment in moments]
+
+    assert {quote.market_state for quote in quotes} == {MARKET_CLOSED}
+    assert len({quote.price for quote in quotes}) == 1
+    # the latest close before the session in progress: Monday's
+    assert quotes[0].last_trade_at == datetime(2026, 11, 23, 15, 30, tzinfo=IST).astimezone(UTC)
+
+
+def test_on_an_exchange_holiday_the_demo_quote_is_closed_and_frozen() -> None:
+    republic_day = datetime(2026, 1, 26, 11, 0, tzinfo=IST)  # a Monday, an NSE holiday
+    market = MarketCalendar("calendar")
+    first, later = demo_quote(republic_day, market), demo_quote(republic_day + timedelta(minutes=30), market)
+
+    assert (first.market_state, later.market_state) == (MARKET_CLOSED, MARKET_CLOSED)
+    assert first.price == later.price
+    assert first.last_trade_at == datetime(2026, 1, 23, 15, 30, tzinfo=IST).astimezone(UTC)  # Friday's close
+
+
+def test_a_special_session_by_override_shows_the_demo_market_open() -> None:
+    sunday_evening = datetime(2026, 11, 8, 18, 30, tzinfo=IST)
+    market = MarketCalendar("calendar", [(date(2026, 11, 8), (time(18, 0), time(19, 15)))])
+
+    assert demo_quote(sunday_evening, market).market_state == MARKET_OPEN
