@@ -5,15 +5,16 @@ BIN := $(VENV)/bin
 COMPOSE_VENV ?= .compose-venv
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint unit bench faults redis-plans compose-check test-servers wrk clean
+.PHONY: run test lint unit bench faults redis-plans compose-check test-servers browsers wrk clean
 
 ## run: serve on $PORT (default 8000). No Redis and no keys needed. .env, if present, fills in
 ## only what the environment leaves unset (gunicorn.conf.py and wsgi.py read it): PORT=8766 make run wins.
 run: $(BIN)/.runtime-installed
 	exec $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
-## test: install everything the tests need (incl. Debian's redis-server), lint, validate compose, run pytest.
-test: $(BIN)/.dev-installed test-servers lint compose-check
+## test: install everything the tests need (incl. Debian's redis-server and chromium), lint, validate
+## compose, run pytest.
+test: $(BIN)/.dev-installed test-servers browsers lint compose-check
 	$(BIN)/pytest
 
 ## unit: only the fast tests, no servers.
@@ -51,6 +52,14 @@ test-servers:
 		echo "installing redis-server and openssl from Debian's packages"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server redis-tools openssl; }
+
+## browsers: Debian's chromium and chromium-driver for the browser test (tests/browser), when missing.
+## Only from Debian's packages: Selenium is pointed at /usr/bin/chromedriver and never fetches one.
+browsers:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "installing chromium and chromium-driver from Debian's packages"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; }
 
 $(BIN)/.runtime-installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
