@@ -30,6 +30,12 @@ lint: $(BIN)/.dev-installed
 bench: $(BIN)/.dev-installed test-servers wrk
 	$(BIN)/python -m bench.run
 
+## bench-streams: live quotes on one instance: SSE streams held, REST p99 beside them, memory per
+## stream, upstream calls per window (bench/results/streams.md).
+.PHONY: bench-streams
+bench-streams: $(BIN)/.dev-installed test-servers wrk
+	$(BIN)/python -m bench.streams
+
 ## redis-plans: connections and memory on a Heroku-mini-like redis-server (bench/results/redis-plans.md).
 redis-plans: $(BIN)/.dev-installed test-servers
 	$(BIN)/python -m bench.redis_plans

@@ -1,5 +1,5 @@
 """The throughput baselines, served like QuantPulse (``gunicorn -w 4 'bench.baseline_app:...'``
-with the same ``gunicorn.conf.py``: gthread workers, same threads).
+with the same ``gunicorn.conf.py``: gevent workers, same ``worker_connections``).
 
 ``create_app``: a bare Flask app doing one Redis GET per request, nothing else. It answers the
 quote, history and profile routes with the raw JSON QuantPulse cached for that key, so both send

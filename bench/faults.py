@@ -73,7 +73,7 @@ NOTES = [
     "round-robin over both instances; hot clients poll 6 warm quotes, cold clients ask for a "
     "never-asked history or profile each time (so they reach the upstream).",
     f"Suite settings on top of the e2e fleet's (PROVIDER_TIMEOUT={PROVIDER_TIMEOUT}, "
-    f"LOCK_TTL={LOCK_TTL}, GUNICORN_THREADS=8): "
+    f"LOCK_TTL={LOCK_TTL}, gevent workers): "
     + ", ".join(f"{name}={value}" for name, value in SUITE_ENV.items())
     + " (the default CIRCUIT_COOLDOWN of 30 s would only lengthen the provider recoveries).",
     "'transport errors' are requests that got no HTTP answer at all (connection refused or reset); "

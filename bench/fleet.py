@@ -29,7 +29,6 @@ FH_KEY = "fh-test-key"
 UPSTREAM_LATENCY = 0.3  # seconds the fake takes to answer, like a real API
 PROVIDER_TIMEOUT = 3
 LOCK_TTL = 2
-GUNICORN_THREADS = 8  # as in tests/e2e/test_fleet_cache.py
 INSTANCES = 2
 WORKERS = 4
 
@@ -51,7 +50,6 @@ def fleet_env(fake: FakeProviderServer, redis_server: RedisServer, **overrides: 
         "REDIS_URL": redis_server.url,
         "PROVIDER_TIMEOUT": str(PROVIDER_TIMEOUT),
         "LOCK_TTL": str(LOCK_TTL),
-        "GUNICORN_THREADS": str(GUNICORN_THREADS),
         **overrides,
     }
 

@@ -45,7 +45,7 @@ NOTES = [
     "Instruments that fit: 80 % of 25 MB, less Redis's empty footprint, over the used_memory "
     "growth per instrument. The other 20 % is left to statistics, budgets, fill locks, provider "
     "health, the rate limiter's counters and fragmentation.",
-    "Connections: 2 instances x 4 workers (gthread, GUNICORN_THREADS=8), 1,500 requests over 41 "
+    "Connections: 2 instances x 4 workers (gevent), 1,500 requests over 41 "
     "instruments from 64 client threads; the baseline is the plan's limit of 20, which must also "
     "leave room for the CLI and redis-cli.",
 ]
@@ -66,7 +66,7 @@ def main() -> int:
 
 def connection_row(fake: FakeProviderServer, setting: str) -> Row:
     with RedisServer(options=HEROKU_MINI) as server, _watcher(server) as watcher:
-        env = {**fake.service_env(), "REDIS_URL": server.url, "GUNICORN_THREADS": "8"}
+        env = {**fake.service_env(), "REDIS_URL": server.url}
         if setting == "2":
             env["REDIS_MAX_CONNECTIONS"] = "2"
         with Gunicorn(env, workers=4) as first, Gunicorn(env, workers=4) as second:
