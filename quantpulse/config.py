@@ -62,7 +62,7 @@ class Settings:
     refresh_ahead: float = 0.2
     redis_timeout: float = 1.0
     redis_max_connections: int = 4
-    redis_pool_timeout: float = 0.5
+    redis_pool_timeout: float = 2.0
     cache_max_size: int = 10000
     twelvedata_credits_per_minute: int | None = None
     twelvedata_credits_per_day: int | None = None

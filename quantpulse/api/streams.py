@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -52,7 +53,7 @@ def sse() -> Response:
         raise BadRequest("No symbols given.", hint=SYMBOLS_HINT)
     watched = resolve(parts.service, raw, limit=MAX_BATCH_INSTRUMENTS)
     stream = EventStream(parts.streams.hub, parts.streams.registry, open_slot(parts.streams), watched)
-    stream.give_up_slow_writes(request.environ.get("gunicorn.socket"), parts.streams.heartbeat)
+    stream.attach(request.environ.get("gunicorn.socket"), parts.streams.heartbeat)
     return Response(
         stream,
         mimetype="text/event-stream",
@@ -158,8 +159,10 @@ class EventStream:
         self._subscriber = Subscriber(on_drop=self._break_write)
         self._closed = False
 
-    def give_up_slow_writes(self, sock: socket.socket | None, heartbeat: float) -> None:
-        """A write that cannot finish within two heartbeats means the client stopped reading."""
+    def attach(self, sock: socket.socket | None, heartbeat: float) -> None:
+        """The client's socket, when the server lends it (gunicorn does): a write that cannot
+        finish within two heartbeats means the client stopped reading, and a client that hangs
+        up is noticed at once rather than at the next write."""
         self._heartbeat = heartbeat
         self._socket = sock
         if sock is not None:
@@ -167,6 +170,8 @@ class EventStream:
 
     def __iter__(self) -> Iterator[bytes]:
         yield f"retry: {SSE_RETRY_MS}\n\n".encode()
+        if self._socket is not None:
+            threading.Thread(target=self._watch_hangup, name="sse-hangup", daemon=True).start()
         self._hub.subscribe(self._subscriber, list(self._watched))
         number = 0
         while not self._subscriber.closed:
@@ -195,6 +200,21 @@ class EventStream:
         self._subscriber.close()
         self._hub.unsubscribe(self._subscriber)
         self._registry.close(self._slot)
+
+    def _watch_hangup(self) -> None:
+        """Ends the stream when the client closes its side (a greenlet under gevent, parked on
+        the socket): the hub stops polling what nobody watches within seconds, not heartbeats."""
+        assert self._socket is not None
+        while not self._subscriber.closed:
+            try:
+                sent = self._socket.recv(1, socket.MSG_PEEK)
+            except TimeoutError:
+                continue
+            except OSError:
+                sent = b""
+            if sent:  # the client is talking (a pipelined request): only writes can tell now
+                return
+            self._subscriber.close()
 
     def _break_write(self) -> None:
         """Dropped as too slow: a write stuck on a client that stopped reading ends now."""

@@ -275,6 +275,7 @@ class StockService:
         then, once for the fleet), or when a verdict or shared failure runs out. A landed fill
         is heard sooner (``watch_key``).
         """
+        self.cache.fills_heard()  # listening before the first read, so no landed fill is missed
         source: Source[Quote] = self._source("quote")
         keys = {CacheKey(source.kind, _subject(i)): i for i in instruments}
         outcomes = self.cache.get_or_fetch_many(list(keys), self._fetcher(keys, source), counted=False)

@@ -180,11 +180,6 @@ class QuoteHub:
         with self._guard:
             return list(self._watchers)
 
-    def streams(self) -> int:
-        """Open streams in this worker."""
-        with self._guard:
-            return len({s for watchers in self._watchers.values() for s in watchers})
-
     def close_all(self) -> None:
         """The worker is stopping: every stream ends, so its client reconnects to another."""
         self._closing = True

@@ -25,8 +25,10 @@ RELIANCE_BSE = Instrument("RELIANCE", "BSE")
 UNKNOWN = Instrument("NEWCO", "NSE")
 SAMPLE = [RELIANCE, RELIANCE_BSE, Instrument("M&M", "NSE"), Instrument("BAJAJ-AUTO", "BSE"), UNKNOWN]
 
-IN_SESSION = datetime(2026, 11, 25, 11, 41, 30, tzinfo=IST)  # a Wednesday (the Tuesday before is Guru Nanak Jayanti, an NSE holiday)
-BEFORE_OPEN = datetime(2026, 11, 26, 8, 0, tzinfo=IST)  # not after a holiday: history sees weekdays only
+# A Wednesday (the Tuesday before is Guru Nanak Jayanti, an NSE holiday).
+IN_SESSION = datetime(2026, 11, 25, 11, 41, 30, tzinfo=IST)
+# Not the morning after a holiday: the demo price history sees weekdays only.
+BEFORE_OPEN = datetime(2026, 11, 26, 8, 0, tzinfo=IST)
 AFTER_CLOSE = datetime(2026, 11, 25, 16, 0, tzinfo=IST)
 FRIDAY_EVENING = datetime(2026, 11, 27, 18, 0, tzinfo=IST)
 SATURDAY = datetime(2026, 11, 28, 12, 0, tzinfo=IST)
