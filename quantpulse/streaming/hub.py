@@ -158,6 +158,7 @@ class QuoteHub:
         watched = self._read(instruments)
         for instrument, seen in watched.items():
             self._offer(subscriber, Update(instrument, seen.outcome))
+        self._wake.set()  # the loop may be asleep until later than these are due
 
     def unsubscribe(self, subscriber: Subscriber, instruments: Iterable[Instrument] | None = None) -> None:
         """Stop watching ``instruments`` (all of them by default) for ``subscriber``."""

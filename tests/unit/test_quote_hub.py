@@ -218,3 +218,20 @@ def test_the_hub_loop_pushes_a_heard_fill_within_a_second(hub: QuoteHub, reader:
 
 def test_streams_name_instruments_ticker_then_exchange() -> None:
     assert label(Instrument("M&M", "BSE")) == "M&M:BSE"
+
+
+def test_a_new_watch_due_sooner_than_the_loop_sleeps_is_read_on_time(
+    hub: QuoteHub, reader: FakeReader
+) -> None:
+    hub.subscribe(Subscriber(), [TCS])  # the loop starts and, with nothing due, sleeps IDLE_WAIT
+    time.sleep(0.1)
+    stream = Subscriber()
+    reader.set(RELIANCE, "101", 1000, recheck_at=time.time() + 0.3)
+    hub.subscribe(stream, [RELIANCE])
+    stream.take()
+    stream.wake.clear()
+    reader.set(RELIANCE, "102", 1001, recheck_at=time.time() + 60)
+
+    assert stream.wake.wait(1.5), "the stale quote was not read again in time"
+    assert prices(stream) == [("RELIANCE", "102")]
+    hub.close_all()
