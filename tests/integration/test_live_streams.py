@@ -324,3 +324,21 @@ def test_a_stopping_worker_ends_its_streams_at_once_so_clients_reconnect(fake):
         stream.close()
 
     assert ended < 5, f"the stream lasted {ended:.1f} s into the shutdown (graceful_timeout is 10 s)"
+
+
+def test_an_open_stream_counts_once_against_the_rate_limit(fake):
+    env = {**fake.service_env(), "RATE_LIMIT": "4/minute", "STREAM_HEARTBEAT": str(HEARTBEAT)}
+    with (
+        RedisServer() as redis_server,
+        Gunicorn({**env, "REDIS_URL": redis_server.url}) as own,
+        sse(own, "symbols=TCS") as stream,
+    ):
+        assert stream.status == 200
+        stream.next_named("quote")
+        for _ in range(3):  # the stream goes on (heartbeats) without spending the limit
+            assert stream.next(timeout=HEARTBEAT * 3).comment == "keep-alive"
+        answers = [requests.get(f"{own.url}/stock/TCS", timeout=5) for _ in range(4)]
+
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 429]
+    assert answers[-1].headers["Retry-After"]
+    assert answers[-1].json()["detail"]["message"]
