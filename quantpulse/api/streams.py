@@ -13,7 +13,7 @@ import contextlib
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import resources
 from typing import Any
 
@@ -52,8 +52,14 @@ def sse() -> Response:
     if not raw:
         raise BadRequest("No symbols given.", hint=SYMBOLS_HINT)
     watched = resolve(parts.service, raw, limit=MAX_BATCH_INSTRUMENTS)
-    stream = EventStream(parts.streams.hub, parts.streams.registry, open_slot(parts.streams), watched)
-    stream.attach(request.environ.get("gunicorn.socket"), parts.streams.heartbeat)
+    stream = EventStream(
+        parts.streams.hub,
+        parts.streams.registry,
+        open_slot(parts.streams),
+        watched,
+        sock=request.environ.get("gunicorn.socket"),
+        heartbeat=parts.streams.heartbeat,
+    )
     return Response(
         stream,
         mimetype="text/event-stream",
@@ -75,7 +81,10 @@ def websocket() -> Response:
         )
     check_origin(request.headers.get("Origin"), parts.service.settings.allowed_origins)
     slot = open_slot(parts.streams)
-    session = SocketSession(parts.service, parts.streams.hub, parts.streams.heartbeat)
+    hang_up = bounded_writes(request.environ.get("gunicorn.socket"), parts.streams.heartbeat)
+    session = SocketSession(
+        parts.service, parts.streams.hub, parts.streams.heartbeat, Subscriber(on_drop=hang_up)
+    )
     try:
         session.run(request.environ)
     finally:
@@ -87,6 +96,21 @@ def websocket() -> Response:
 def live() -> Response:
     """A page that shows the quotes of ``?symbols=`` updating (plain HTML + EventSource)."""
     return Response(LIVE_PAGE, mimetype="text/html")
+
+
+def bounded_writes(sock: socket.socket | None, heartbeat: float) -> Callable[[], None]:
+    """A write to the client that cannot finish within two heartbeats means it stopped reading:
+    the write fails and the stream ends. Returns what breaks a write stuck on that client now
+    (for a stream the hub drops as too slow)."""
+    if sock is None:  # a server that lends no socket (a test client)
+        return lambda: None
+    sock.settimeout(heartbeat * 2)
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    return hang_up
 
 
 def _has_socket(environ: dict[str, Any]) -> bool:
@@ -148,25 +172,26 @@ class EventStream:
     iterated or not) stops watching and frees the slot."""
 
     def __init__(
-        self, hub: QuoteHub, registry: StreamRegistry, slot: Slot, watched: dict[Instrument, str]
+        self,
+        hub: QuoteHub,
+        registry: StreamRegistry,
+        slot: Slot,
+        watched: dict[Instrument, str],
+        *,
+        sock: socket.socket | None,
+        heartbeat: float,
     ) -> None:
+        """``sock``: the client's socket, when the server lends it (gunicorn does): writes are
+        bounded (``bounded_writes``) and a client that hangs up is noticed at once, not at the
+        next write."""
         self._hub = hub
         self._registry = registry
         self._slot = slot
         self._watched = watched
-        self._heartbeat = 15.0
-        self._socket: socket.socket | None = None
-        self._subscriber = Subscriber(on_drop=self._break_write)
-        self._closed = False
-
-    def attach(self, sock: socket.socket | None, heartbeat: float) -> None:
-        """The client's socket, when the server lends it (gunicorn does): a write that cannot
-        finish within two heartbeats means the client stopped reading, and a client that hangs
-        up is noticed at once rather than at the next write."""
         self._heartbeat = heartbeat
         self._socket = sock
-        if sock is not None:
-            sock.settimeout(heartbeat * 2)
+        self._subscriber = Subscriber(on_drop=bounded_writes(sock, heartbeat))
+        self._closed = False
 
     def __iter__(self) -> Iterator[bytes]:
         yield f"retry: {SSE_RETRY_MS}\n\n".encode()
@@ -216,12 +241,6 @@ class EventStream:
                 return
             self._subscriber.close()
 
-    def _break_write(self) -> None:
-        """Dropped as too slow: a write stuck on a client that stopped reading ends now."""
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.shutdown(socket.SHUT_RDWR)
-
 
 # ---- WebSocket ------------------------------------------------------------------------------
 
@@ -230,11 +249,13 @@ class SocketSession:
     """One WebSocket connection: its subscriptions, the client's messages and the hub's pushes,
     all handled on the request's own greenlet (woken by either)."""
 
-    def __init__(self, service: StockService, hub: QuoteHub, heartbeat: float) -> None:
+    def __init__(
+        self, service: StockService, hub: QuoteHub, heartbeat: float, subscriber: Subscriber
+    ) -> None:
         self._service = service
         self._hub = hub
         self._heartbeat = heartbeat
-        self._subscriber = Subscriber()
+        self._subscriber = subscriber
         self._watched: dict[Instrument, str] = {}
         self._ws: Server | None = None
 
