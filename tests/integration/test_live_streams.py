@@ -4,8 +4,10 @@ fake provider: snapshot, updates, errors, heartbeat, reconnect, limits (docs/api
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import signal
+import socket
 import time
 from collections.abc import Iterator
 
@@ -13,6 +15,8 @@ import pytest
 import requests
 from simple_websocket import Client, ConnectionClosed
 from simple_websocket.errors import ConnectionError as HandshakeRefused
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import Ping, Request
 
 from tests.fakes.provider_server import FakeProviderServer
 from tests.servers import Gunicorn, RedisServer, wait_until
@@ -348,3 +352,22 @@ def test_an_open_stream_counts_once_against_the_rate_limit(fake):
     assert admitted in (limit - 1, limit), statuses
     assert answers[admitted].headers["Retry-After"]
     assert answers[admitted].json()["detail"]["message"]
+
+
+def test_the_server_pings_a_socket_every_heartbeat(server):
+    """Read at the protocol level (wsproto, beneath simple-websocket), where pings are visible."""
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = WSConnection(ConnectionType.CLIENT)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(connection.send(Request(host=host, target="/stock/ws")))
+        pings: list[float] = []
+        started = time.monotonic()
+        while len(pings) < 3 and time.monotonic() - started < HEARTBEAT * 6:
+            connection.receive_data(sock.recv(4096))
+            for event in connection.events():
+                if isinstance(event, Ping):
+                    pings.append(time.monotonic() - started)
+                    sock.sendall(connection.send(event.response()))
+
+    assert len(pings) == 3, pings
+    assert all(later - earlier < HEARTBEAT * 2 for earlier, later in itertools.pairwise(pings))
