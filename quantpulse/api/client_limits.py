@@ -64,7 +64,7 @@ def _retry_after_only_when_limited(app: Flask) -> None:
     def move_retry_after(response: Response) -> Response:
         limiter_says = response.headers.pop(_LIMITER_RETRY_AFTER, None)
         if response.status_code == 429 and limiter_says is not None:
-            response.headers["Retry-After"] = limiter_says
+            response.headers.setdefault("Retry-After", limiter_says)  # a 429 of ours says its own
         return response
 
 

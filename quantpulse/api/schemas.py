@@ -59,7 +59,7 @@ class SymbolPathSchema(Schema):
         required=True,
         metadata={
             "description": "NSE/BSE ticker, case-insensitive, optional .NS/.BO/:NSE/:BSE suffix; "
-            "'quotes' and 'service' are reserved words.",
+            "'quotes', 'service', 'stream' and 'ws' are reserved words.",
             "example": "RELIANCE",
             "pattern": SYMBOL_PATTERN,
         },

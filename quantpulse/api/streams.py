@@ -41,6 +41,7 @@ blp = Blueprint("streams", __name__)
 SSE_RETRY_MS = 3000
 MAX_MESSAGE = 4096  # bytes a WebSocket client message may have; more closes the socket (1009)
 GOING_AWAY = 1001
+TOO_SLOW = 1008  # policy violation: the client did not read its updates
 SYMBOLS_HINT = "Send symbols=A,B (or symbols=A&symbols=B), at most 20 instruments."
 LIVE_PAGE = resources.files("quantpulse.api").joinpath("live.html").read_bytes()
 
@@ -275,7 +276,9 @@ class SocketSession:
                 for update in self._subscriber.take():
                     ws.send(self._message(update))
                 self._subscriber.wake.wait(self._heartbeat)
-            if self._subscriber.closed and ws.connected:
+            if self._subscriber.dropped and ws.connected:
+                ws.close(TOO_SLOW, "too slow: updates were not read")
+            elif self._subscriber.closed and ws.connected:
                 ws.close(GOING_AWAY, "server going away; connect again")
         except ConnectionClosed:
             pass

@@ -331,27 +331,33 @@ def test_a_stopping_worker_ends_its_streams_at_once_so_clients_reconnect(fake):
 
 
 def test_an_open_stream_counts_once_against_the_rate_limit(fake):
-    limit = 4
-    env = {**fake.service_env(), "RATE_LIMIT": f"{limit}/minute", "STREAM_HEARTBEAT": str(HEARTBEAT)}
-    with (
-        RedisServer() as redis_server,
-        Gunicorn({**env, "REDIS_URL": redis_server.url}) as own,
-        sse(own, "symbols=TCS") as stream,
-    ):
-        assert stream.status == 200
-        assert stream.headers["X-RateLimit-Remaining"] == str(limit - 1), "opening it counted once"
-        stream.next_named("quote")
-        for _ in range(3):  # the stream goes on (heartbeats, quotes) without spending the limit
-            assert stream.next(timeout=HEARTBEAT * 3).comment == "keep-alive"
-        answers = [requests.get(f"{own.url}/stock/TCS", timeout=5) for _ in range(limit + 1)]
-
-    statuses = [answer.status_code for answer in answers]
-    admitted = statuses.index(429)
-    # limit - 1 requests are left after the stream's one. The sliding-window counter can forgive a
-    # request made just before a window boundary (it weighs the previous window), never add one.
-    assert admitted in (limit - 1, limit), statuses
-    assert answers[admitted].headers["Retry-After"]
-    assert answers[admitted].json()["detail"]["message"]
+    """RATE_LIMIT applies per route (Flask-Limiter's default limits): opening a stream is one
+    request of the stream route, however long it stays open. A day's window, so that no window
+    boundary (where the sliding-window counter forgives a little) falls inside the test."""
+    env = {
+        **fake.service_env(),
+        "RATE_LIMIT": "3/day",
+        "STREAM_MAX_PER_CLIENT": "2",
+        "STREAM_HEARTBEAT": str(HEARTBEAT),
+    }
+    with RedisServer() as redis_server, Gunicorn({**env, "REDIS_URL": redis_server.url}) as own:
+        first = sse(own, "symbols=TCS")
+        assert (first.status, first.headers["X-RateLimit-Remaining"]) == (200, "2")
+        first.next_named("quote")
+        for _ in range(3):  # open for several heartbeats, and quotes, without spending the limit
+            assert first.next(timeout=HEARTBEAT * 3).comment == "keep-alive"
+        second = sse(own, "symbols=TCS")
+        assert (second.status, second.headers["X-RateLimit-Remaining"]) == (200, "1")
+        with sse(own, "symbols=TCS") as over_streams:  # the per-client stream cap answers first
+            assert over_streams.status == 429
+            assert over_streams.headers["Retry-After"] == "5", "its own Retry-After, not the limiter's"
+            assert "streams" in over_streams.body()["detail"]["message"]
+        with sse(own, "symbols=TCS") as over_limit:  # now the rate limit itself
+            assert over_limit.status == 429
+            assert int(over_limit.headers["Retry-After"]) > 60
+            assert "Too many requests" in over_limit.body()["detail"]["message"]
+        first.close()
+        second.close()
 
 
 def test_the_server_pings_a_socket_every_heartbeat(server):
