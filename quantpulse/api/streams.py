@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 from simple_websocket import ConnectionClosed, Server
+from wsproto.utilities import RemoteProtocolError
 
 from quantpulse.api import components
 from quantpulse.api.rendering import body
@@ -72,25 +73,23 @@ def sse() -> Response:
 @blp.get("/stock/ws", websocket=True)  # Werkzeug routes upgrades only to rules that say so
 def websocket() -> Response:
     parts = components()
-    upgrading = (
-        request.headers.get("Upgrade", "").lower() == "websocket" and "Sec-WebSocket-Key" in request.headers
-    )
-    if not upgrading or not _has_socket(request.environ):
+    if not _upgrading(request.headers) or "gunicorn.socket" not in request.environ:
         raise BadRequest(
             "This route speaks WebSocket; use GET /stock/stream for Server-Sent Events.",
-            hint="Connect with a WebSocket client (Upgrade: websocket).",
+            hint="Connect with a WebSocket client (Upgrade: websocket, Sec-WebSocket-Version: 13).",
         )
     check_origin(request.headers.get("Origin"), parts.service.settings.allowed_origins)
     slot = open_slot(parts.streams)
-    hang_up = bounded_writes(request.environ.get("gunicorn.socket"), parts.streams.heartbeat)
-    session = SocketSession(
-        parts.service, parts.streams.hub, parts.streams.heartbeat, Subscriber(on_drop=hang_up)
-    )
+    sock = request.environ["gunicorn.socket"]
+    # No hang-up on a drop here: the session closes a slow socket with 1008 itself, and a send
+    # stuck on it ends at the write bound.
+    bounded_writes(sock, parts.streams.heartbeat)
+    session = SocketSession(parts.service, parts.streams.hub, parts.streams.heartbeat)
     try:
-        session.run(request.environ)
+        session.run({**request.environ, "gunicorn.socket": OneWriter(sock)})
     finally:
         parts.streams.registry.close(slot)
-    return session.response()
+    return _SocketDone()
 
 
 @blp.get("/live")
@@ -114,9 +113,31 @@ def bounded_writes(sock: socket.socket | None, heartbeat: float) -> Callable[[],
     return hang_up
 
 
-def _has_socket(environ: dict[str, Any]) -> bool:
-    """A server that lends its socket (gunicorn, Werkzeug's); a test client has none."""
-    return "gunicorn.socket" in environ or "werkzeug.socket" in environ
+def _upgrading(headers: Any) -> bool:
+    """A complete WebSocket upgrade request (RFC 6455, 4.1), checked before the handshake."""
+    return (
+        headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in headers.get("Connection", "").lower()
+        and bool(headers.get("Sec-WebSocket-Key"))
+        and headers.get("Sec-WebSocket-Version") == "13"
+    )
+
+
+class OneWriter:
+    """gunicorn's socket for simple-websocket, whose ping greenlet and the session both write to
+    it: one writer at a time (gevent refuses two), each frame written whole (``sendall``)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._writing = threading.Lock()
+
+    def send(self, data: bytes) -> int:
+        with self._writing:
+            self._sock.sendall(data)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 def resolve(service: StockService, raw_symbols: list[str], *, limit: int) -> dict[Instrument, str]:
@@ -196,6 +217,7 @@ class EventStream:
 
     def __iter__(self) -> Iterator[bytes]:
         yield f"retry: {SSE_RETRY_MS}\n\n".encode()
+        self._hub.open(self._subscriber)
         if self._socket is not None:
             threading.Thread(target=self._watch_hangup, name="sse-hangup", daemon=True).start()
         self._hub.subscribe(self._subscriber, list(self._watched))
@@ -223,8 +245,7 @@ class EventStream:
         if self._closed:
             return
         self._closed = True
-        self._subscriber.close()
-        self._hub.unsubscribe(self._subscriber)
+        self._hub.close(self._subscriber)
         self._registry.close(self._slot)
 
     def _watch_hangup(self) -> None:
@@ -250,45 +271,54 @@ class SocketSession:
     """One WebSocket connection: its subscriptions, the client's messages and the hub's pushes,
     all handled on the request's own greenlet (woken by either)."""
 
-    def __init__(
-        self, service: StockService, hub: QuoteHub, heartbeat: float, subscriber: Subscriber
-    ) -> None:
+    def __init__(self, service: StockService, hub: QuoteHub, heartbeat: float) -> None:
         self._service = service
         self._hub = hub
         self._heartbeat = heartbeat
-        self._subscriber = subscriber
+        self._subscriber = Subscriber()
         self._watched: dict[Instrument, str] = {}
         self._ws: Server | None = None
 
     def run(self, environ: dict[str, Any]) -> None:
-        # The socket's reader wakes the same event as the hub's pushes: one wait for both.
-        self._ws = ws = Server(
-            environ,
-            ping_interval=self._heartbeat,
-            max_message_size=MAX_MESSAGE,
-            event_class=lambda: self._subscriber.wake,
-        )
+        """The whole session. Whatever ends it (the client, a failed or timed-out write, the
+        worker stopping) it ends here, never as an HTTP error on an upgraded socket."""
         try:
-            while ws.connected and not self._subscriber.closed:
-                self._subscriber.wake.clear()
-                while (message := ws.receive(timeout=0)) is not None:
-                    self._handle(message)
-                for update in self._subscriber.take():
-                    ws.send(self._message(update))
-                self._subscriber.wake.wait(self._heartbeat)
-            if self._subscriber.dropped and ws.connected:
-                ws.close(TOO_SLOW, "too slow: updates were not read")
-            elif self._subscriber.closed and ws.connected:
-                ws.close(GOING_AWAY, "server going away; connect again")
-        except ConnectionClosed:
+            # The socket's reader wakes the same event as the hub's pushes: one wait for both.
+            ws = Server(
+                environ,
+                ping_interval=self._heartbeat,
+                max_message_size=MAX_MESSAGE,
+                event_class=lambda: self._subscriber.wake,
+            )
+        except RemoteProtocolError as error:
+            raise BadRequest(f"Not a valid WebSocket handshake: {error}") from None
+        self._ws = ws
+        self._hub.open(self._subscriber)
+        try:
+            self._converse(ws)
+        except (ConnectionClosed, OSError):
             pass
         finally:
-            self._subscriber.close()
-            self._hub.unsubscribe(self._subscriber)
+            self._hub.close(self._subscriber)
 
-    def response(self) -> Response:
-        """What the server is handed once the socket is done (it has written everything itself)."""
-        return _SocketDone(mode=self._ws.mode if self._ws else "unknown")
+    def _converse(self, ws: Server) -> None:
+        while ws.connected and not self._subscriber.closed:
+            self._subscriber.wake.clear()
+            while (message := ws.receive(timeout=0)) is not None:
+                self._handle(message)
+                self._send_updates()  # a burst of messages must not fill the mailbox
+            self._send_updates()
+            self._subscriber.wake.wait(self._heartbeat)
+        if self._subscriber.dropped and ws.connected:
+            ws.close(TOO_SLOW, "too slow: updates were not read")
+        elif self._subscriber.closed and ws.connected:
+            ws.close(GOING_AWAY, "server going away; connect again")
+
+    def _send_updates(self) -> None:
+        assert self._ws is not None
+        for update in self._subscriber.take():
+            if update.instrument in self._watched:  # not one unsubscribed meanwhile
+                self._ws.send(self._message(update))
 
     def _handle(self, message: str | bytes) -> None:
         try:
@@ -368,11 +398,8 @@ MESSAGE_HINT = '{"action": "subscribe", "symbols": ["RELIANCE", "TCS"]}'
 class _SocketDone(Response):
     """The socket spoke for itself: gunicorn must write nothing more (flask-sock's way out)."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self) -> None:
         super().__init__(status=101)
-        self._mode = mode
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
-        if self._mode == "gunicorn":
-            raise StopIteration()
-        return super().__call__(environ, start_response)
+        raise StopIteration()

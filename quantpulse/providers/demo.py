@@ -172,7 +172,7 @@ def _quote(instrument: Instrument, now: datetime, market: MarketCalendar) -> Quo
         low=_tick(today.low),
         volume=today.volume,
         market_state=market.state(now, instrument.exchange),
-        last_trade_at=(_session_start(day) + timedelta(minutes=minute)).astimezone(UTC),
+        last_trade_at=_traded_at(now, market, day, minute),
     )
 
 
@@ -305,6 +305,14 @@ def _words(key: str, count: int) -> tuple[int, ...]:
 
 def _seed(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest())
+
+
+def _traded_at(now: datetime, market: MarketCalendar, day: date, minute: int) -> datetime:
+    """The last trade's time: the minute on the path, except under ``always_open``, where the
+    path is only borrowed and the last trade is this minute (never in the future)."""
+    if market.always_open:
+        return now.astimezone(UTC).replace(second=0, microsecond=0)
+    return (_session_start(day) + timedelta(minutes=minute)).astimezone(UTC)
 
 
 def _quote_minute(now: datetime, market: MarketCalendar, exchange: str) -> tuple[date, int]:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from quantpulse.errors import QuantPulseError
 from quantpulse.infra import counters
 from quantpulse.infra.counters import Stats
-from quantpulse.service import DEMO_SOURCE, Answer, Watched
+from quantpulse.service import DEMO_SOURCE, MIN_RECHECK, Answer, Watched
 from quantpulse.symbols import Instrument
 
 log = logging.getLogger(__name__)
@@ -63,9 +63,10 @@ class Update:
             return ("error", outcome.status, outcome.message)
         return ("quote", outcome.value, outcome.source == DEMO_SOURCE)
 
-    @property
-    def fetched_at(self) -> float:
-        return self.outcome.fetched_at if isinstance(self.outcome, Answer) else 0.0
+    def is_older_than(self, other: Update) -> bool:
+        """A quote fetched before the one already sent (errors have no age: always news)."""
+        mine, theirs = self.outcome, other.outcome
+        return isinstance(mine, Answer) and isinstance(theirs, Answer) and mine.fetched_at < theirs.fetched_at
 
 
 class Subscriber:
@@ -77,8 +78,8 @@ class Subscriber:
     buffered for without bound; ``on_drop`` can break a write it is stuck in.
     """
 
-    def __init__(self, wake: threading.Event | None = None, on_drop: Callable[[], object] = bool) -> None:
-        self.wake = wake or threading.Event()
+    def __init__(self, on_drop: Callable[[], object] = bool) -> None:
+        self.wake = threading.Event()
         self._on_drop = on_drop
         self._guard = threading.Lock()
         self._mailbox: deque[Update] = deque()
@@ -92,7 +93,7 @@ class Subscriber:
             if self.closed:
                 return False
             last = self._last.get(update.instrument)
-            if last is not None and (last.change == update.change or update.fetched_at < last.fetched_at):
+            if last is not None and (last.change == update.change or update.is_older_than(last)):
                 return False
             if len(self._mailbox) >= MAILBOX_LIMIT:
                 self.dropped = True
@@ -114,9 +115,11 @@ class Subscriber:
 
     def forget(self, instruments: Iterable[Instrument]) -> None:
         """Unwatched: a later subscription to one of them starts with a snapshot again."""
+        gone = set(instruments)
         with self._guard:
-            for instrument in instruments:
+            for instrument in gone:
                 self._last.pop(instrument, None)
+            self._mailbox = deque(update for update in self._mailbox if update.instrument not in gone)
 
     def close(self) -> None:
         self.closed = True
@@ -137,9 +140,24 @@ class QuoteHub:
         self._by_key: dict[str, Instrument] = {}
         self._wake = threading.Event()
         self._loop: threading.Thread | None = None
+        self._open: set[Subscriber] = set()  # every stream of the worker, watching or not
         self._closing = False
 
     # ---- streams ------------------------------------------------------------------------
+
+    def open(self, subscriber: Subscriber) -> None:
+        """A stream starts (closed at once if the worker is stopping)."""
+        with self._guard:
+            self._open.add(subscriber)
+        if self._closing:
+            subscriber.close()
+
+    def close(self, subscriber: Subscriber) -> None:
+        """A stream ended, however it ended."""
+        subscriber.close()
+        self.unsubscribe(subscriber)
+        with self._guard:
+            self._open.discard(subscriber)
 
     def subscribe(self, subscriber: Subscriber, instruments: Sequence[Instrument]) -> None:
         """Watch ``instruments`` for ``subscriber``; their snapshot is read now, on the caller's
@@ -177,15 +195,11 @@ class QuoteHub:
         if forgotten:
             self._ledger.unwatched(forgotten)
 
-    def watched(self) -> list[Instrument]:
-        with self._guard:
-            return list(self._watchers)
-
     def close_all(self) -> None:
         """The worker is stopping: every stream ends, so its client reconnects to another."""
         self._closing = True
         with self._guard:
-            subscribers = {s for watchers in self._watchers.values() for s in watchers}
+            subscribers = set(self._open)
         for subscriber in subscribers:
             subscriber.close()
         self._wake.set()
@@ -247,12 +261,17 @@ class QuoteHub:
                 self._offer(subscriber, Update(instrument, seen.outcome))
 
     def _read(self, instruments: Sequence[Instrument]) -> Mapping[Instrument, Watched]:
+        started = self._clock()
         watched = self._reader.watch(instruments)
         with self._guard:
             for instrument, seen in watched.items():
-                # still watched, and no fill heard during the read (that one stays due: 0.0)
-                if instrument in self._watchers and self._due.get(instrument) != 0.0:
-                    self._due[instrument] = seen.recheck_at
+                if instrument not in self._watchers:
+                    continue
+                # A fill heard during the read (due 0.0) may be newer than what it saw, or may be
+                # its own: read again, but not before a second has passed (no loop on a fill
+                # that keeps failing, whatever FAILURE_TTL says).
+                heard = self._due.get(instrument) == 0.0
+                self._due[instrument] = started + MIN_RECHECK if heard else seen.recheck_at
         return watched
 
     def _offer(self, subscriber: Subscriber, update: Update) -> None:

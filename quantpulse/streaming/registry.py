@@ -116,7 +116,11 @@ class StreamRegistry:
             self._stores.note(store, error)  # the lease lapses by itself
 
     def fleet(self) -> FleetStreams:
-        """Open streams and distinct watched instruments across the fleet (for status, not hot)."""
+        """Open streams and distinct watched instruments across the fleet (for status, not hot);
+        unknown while this worker has the shared store marked down (its fallback knows nothing
+        of the fleet)."""
+        if self._stores.shared_down:
+            return FleetStreams(None, None)
         now = self._clock()
         store = self._stores.active()
         try:
@@ -156,11 +160,12 @@ class StreamRegistry:
         store = self._stores.active()
         try:
             pipe = store.client.pipeline(transaction=False)
+            # XX: only extend; a slot that a close removed meanwhile must not come back.
             for slot in held:
-                pipe.zadd(client_key(slot.client), {slot.stream: until})
+                pipe.zadd(client_key(slot.client), {slot.stream: until}, xx=True)
                 pipe.expire(client_key(slot.client), int(LEASE * 2))
             if held:
-                pipe.zadd(OPEN_KEY, {slot.stream: until for slot in held})
+                pipe.zadd(OPEN_KEY, {slot.stream: until for slot in held}, xx=True)
             if watching:
                 pipe.zadd(WATCHING_KEY, {f"{self._worker}|{name}": until for name in watching})
             if unwatched:

@@ -152,7 +152,6 @@ def test_an_instrument_nobody_watches_is_never_read_again(
     assert +ledger.names == Counter({"RELIANCE:NSE": 1, "TCS:NSE": 1})
 
     hub.unsubscribe(first)
-    assert hub.watched() == [RELIANCE]
     assert +ledger.names == Counter({"RELIANCE:NSE": 1})
     hub.unsubscribe(second, [RELIANCE])
     reader.reads.clear()
@@ -160,7 +159,7 @@ def test_an_instrument_nobody_watches_is_never_read_again(
     hub.heard_fill([reader.watch_key(RELIANCE), reader.watch_key(TCS)])
     hub.refresh_due()
     assert reader.reads == []
-    assert hub.watched() == [] and +ledger.names == Counter()
+    assert +ledger.names == Counter()
 
 
 def test_an_older_quote_arriving_after_a_newer_one_is_not_sent() -> None:
@@ -190,14 +189,18 @@ def test_a_stream_that_stops_reading_is_dropped_not_buffered_without_bound() -> 
     assert len(stream.take()) == MAILBOX_LIMIT
 
 
-def test_closing_the_hub_ends_every_stream(hub: QuoteHub) -> None:
+def test_closing_the_hub_ends_every_stream_watching_or_not(hub: QuoteHub) -> None:
     streams = [Subscriber() for _ in range(3)]
     for stream in streams:
-        hub.subscribe(stream, [RELIANCE])
+        hub.open(stream)
+    hub.subscribe(streams[0], [RELIANCE])  # the others watch nothing (yet)
 
     hub.close_all()
+    late = Subscriber()
+    hub.open(late)
 
     assert hub.closing and all(stream.closed and stream.wake.is_set() for stream in streams)
+    assert late.closed, "a stream starting on a stopping worker ends at once"
 
 
 def test_the_hub_loop_pushes_a_heard_fill_within_a_second(hub: QuoteHub, reader: FakeReader) -> None:
@@ -235,3 +238,39 @@ def test_a_new_watch_due_sooner_than_the_loop_sleeps_is_read_on_time(
     assert stream.wake.wait(1.5), "the stale quote was not read again in time"
     assert prices(stream) == [("RELIANCE", "102")]
     hub.close_all()
+
+
+def test_an_error_after_a_quote_is_sent() -> None:
+    stream = Subscriber()
+    assert stream.offer(Update(RELIANCE, answer(RELIANCE, "101", fetched_at=1000)))
+    assert stream.offer(Update(RELIANCE, SymbolNotFound.of(RELIANCE)))
+
+
+def test_a_fill_heard_during_its_own_read_is_read_again_after_a_second_not_at_once() -> None:
+    """A fill the hub's own read caused (or one that keeps failing) must not loop."""
+    now = [1000.0]
+    reader = FakeReader()
+    hub = QuoteHub(reader, CountingStats(), Ledger(), clock=lambda: now[0])  # type: ignore[arg-type]
+
+    def watch_and_fill(instruments: Sequence[Instrument]) -> dict[Instrument, Watched]:
+        hub.heard_fill([reader.watch_key(RELIANCE)])  # as if this read filled it
+        return {i: Watched(answer(i, "101"), recheck_at=now[0]) for i in instruments}
+
+    reader.watch = watch_and_fill  # type: ignore[method-assign]
+    hub.subscribe(Subscriber(), [RELIANCE])
+    reads = []
+    reader.watch = lambda instruments: reads.append(list(instruments)) or watch_and_fill(instruments)  # type: ignore[method-assign]
+
+    hub.refresh_due()
+    assert reads == []
+    now[0] += 1.0
+    hub.refresh_due()
+    assert reads == [[RELIANCE]]
+
+
+def test_dropping_unwatched_instruments_purges_their_queued_updates() -> None:
+    stream = Subscriber()
+    stream.offer(Update(RELIANCE, answer(RELIANCE, "101")))
+    stream.offer(Update(TCS, answer(TCS, "201")))
+    stream.forget([RELIANCE])
+    assert prices(stream) == [("TCS", "201")]

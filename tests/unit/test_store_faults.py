@@ -292,7 +292,12 @@ def test_fills_after_an_outage_coalesce_on_the_shared_store_again(server):
     for engine in engines:
         engine.get_or_fetch(CacheKey(RELIANCE.kind, RELIANCE.subject, "outage"), entry)
     server.connected = True
-    time.sleep(0.06)
+    deadline = time.monotonic() + 5  # each engine's next probe finds Redis back (not a fixed sleep)
+    while any(e._stores.shared_down for e in engines) and time.monotonic() < deadline:
+        for engine in engines:
+            engine._stores.active()
+        time.sleep(0.01)
+    assert not any(e._stores.shared_down for e in engines)
     fetch = CountingFetch(block=True)
 
     with ThreadPoolExecutor(8) as pool:
