@@ -36,8 +36,14 @@ _ids = _RequestIds()
 
 
 def elapsed() -> float:
-    """Seconds since this request started (its log line and its latency metric agree)."""
-    return time.perf_counter() - g.get("started", time.perf_counter())
+    """Seconds from this request's start to its answer (its log line and its latency metric
+    agree); for a WebSocket, to the handshake, not to the end of the session (``answered``)."""
+    return g.get("answered_at", time.perf_counter()) - g.get("started", time.perf_counter())
+
+
+def answered() -> None:
+    """The answer went out now, though the view goes on (a WebSocket session)."""
+    g.answered_at = time.perf_counter()
 
 
 def request_id(given: str | None) -> str:

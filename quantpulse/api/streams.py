@@ -23,6 +23,7 @@ from wsproto.utilities import RemoteProtocolError
 
 from quantpulse.api import components
 from quantpulse.api.rendering import body
+from quantpulse.api.request_log import answered
 from quantpulse.errors import (
     BadRequest,
     Forbidden,
@@ -293,6 +294,7 @@ class SocketSession:
         except RemoteProtocolError as error:
             raise BadRequest(f"Not a valid WebSocket handshake: {error}") from None
         self._ws = ws
+        answered()  # the handshake is the answer; the session's length is not a latency
         self._hub.open(self._subscriber)
         try:
             self._converse(ws)

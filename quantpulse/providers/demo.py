@@ -152,7 +152,7 @@ class _Session:
 
 def _quote(instrument: Instrument, now: datetime, market: MarketCalendar) -> Quote:
     """Company name from the table, else the ticker: docs/api.md's last resort, never an invention."""
-    day, minute = _quote_minute(now, market, instrument.exchange)
+    day, minute, traded_at = _quote_moment(now, market, instrument.exchange)
     today = _session(instrument, day).bar(0, minute)
     price = _tick(today.close)
     (previous,) = _closed_form(instrument, [_previous_session(day)])
@@ -172,7 +172,7 @@ def _quote(instrument: Instrument, now: datetime, market: MarketCalendar) -> Quo
         low=_tick(today.low),
         volume=today.volume,
         market_state=market.state(now, instrument.exchange),
-        last_trade_at=_traded_at(now, market, day, minute),
+        last_trade_at=traded_at,
     )
 
 
@@ -307,24 +307,34 @@ def _seed(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=16).digest())
 
 
-def _traded_at(now: datetime, market: MarketCalendar, day: date, minute: int) -> datetime:
-    """The last trade's time: the minute on the path, except under ``always_open``, where the
-    path is only borrowed and the last trade is this minute (never in the future)."""
-    if market.always_open:
-        return now.astimezone(UTC).replace(second=0, microsecond=0)
-    return (_session_start(day) + timedelta(minutes=minute)).astimezone(UTC)
+class _QuoteMoment(NamedTuple):
+    """Where a quote is on its day's minute path, and when its last trade was."""
+
+    day: date
+    minute: int
+    traded_at: datetime
 
 
-def _quote_minute(now: datetime, market: MarketCalendar, exchange: str) -> tuple[date, int]:
-    """Where on its minute path a quote is: the live minute during a session; under
-    ``always_open`` the minute of the day, wrapped onto the path (prices move at any hour, for
-    ``make run``); while closed, frozen at the latest close."""
+def _quote_moment(now: datetime, market: MarketCalendar, exchange: str) -> _QuoteMoment:
+    """The live minute of the session in progress (the calendar's, so special sessions move
+    too); under ``always_open`` the minute of the day, wrapped onto the path (prices move at any
+    hour, for ``make run``), traded this minute; while closed, frozen at the latest close."""
+    local = now.astimezone(IST)
     if market.always_open:
-        local = now.astimezone(IST)
-        return local.date(), (local.hour * 60 + local.minute) % (SESSION_MINUTES + 1)
-    if market.state(now, exchange) == MARKET_OPEN:
-        return _latest_minute(now)
-    return market.last_close(now, exchange), SESSION_MINUTES
+        minute = (local.hour * 60 + local.minute) % (SESSION_MINUTES + 1)
+        return _QuoteMoment(local.date(), minute, now.astimezone(UTC).replace(second=0, microsecond=0))
+    today = market.session(local.date(), exchange)
+    if today is not None and market.state(now, exchange) == MARKET_OPEN:
+        elapsed = int((local - today[0]).total_seconds() // 60)
+        return _QuoteMoment(local.date(), min(elapsed, SESSION_MINUTES), _minutes_after(today[0], elapsed))
+    day = market.last_close(now, exchange)
+    closed = market.session(day, exchange)
+    closes = closed[1] if closed else _session_start(day) + timedelta(minutes=SESSION_MINUTES)
+    return _QuoteMoment(day, SESSION_MINUTES, closes.astimezone(UTC))
+
+
+def _minutes_after(start: datetime, minutes: int) -> datetime:
+    return (start + timedelta(minutes=minutes)).astimezone(UTC)
 
 
 def _latest_minute(now: datetime) -> tuple[date, int]:

@@ -313,21 +313,44 @@ def test_sockets_and_event_streams_share_the_per_client_limit(server):
 
 
 def test_a_stopping_worker_ends_its_streams_at_once_so_clients_reconnect(fake):
+    """One worker, so both streams are on the worker told to stop; the socket watches nothing."""
     with (
         RedisServer() as redis_server,
-        Gunicorn({**fake.service_env(), "REDIS_URL": redis_server.url}) as own,
+        Gunicorn({**fake.service_env(), "REDIS_URL": redis_server.url}, workers=1) as own,
     ):
         stream = sse(own, "symbols=TCS")
         stream.next_named("quote")
+        idle_socket = Client.connect(ws_url(own))
         started = time.monotonic()
         own._process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
         with pytest.raises(ConnectionError):
             while True:
                 stream.next(timeout=8)
         ended = time.monotonic() - started
+        with pytest.raises(ConnectionClosed):
+            while True:
+                idle_socket.receive(timeout=8)
+        socket_ended = time.monotonic() - started
         stream.close()
 
     assert ended < 5, f"the stream lasted {ended:.1f} s into the shutdown (graceful_timeout is 10 s)"
+    assert socket_ended < 5 and idle_socket.close_reason == 1001, (socket_ended, idle_socket.close_reason)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Upgrade": "websocket", "Connection": "keep-alive", "Sec-WebSocket-Version": "13"},
+        {"Upgrade": "websocket", "Connection": "Upgrade"},
+        {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8"},
+    ],
+    ids=["no-connection-upgrade", "no-version", "old-version"],
+)
+def test_an_incomplete_upgrade_is_a_json_400_not_a_500(server, headers):
+    headers = {**headers, "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    answer = requests.get(ws_url(server).replace("ws://", "http://"), headers=headers, timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["detail"]["message"]
 
 
 def test_an_open_stream_counts_once_against_the_rate_limit(fake):

@@ -273,8 +273,21 @@ def test_on_an_exchange_holiday_the_demo_quote_is_closed_and_frozen() -> None:
     assert first.last_trade_at == datetime(2026, 1, 23, 15, 30, tzinfo=IST).astimezone(UTC)  # Friday's close
 
 
-def test_a_special_session_by_override_shows_the_demo_market_open() -> None:
+def test_a_special_session_by_override_shows_the_demo_market_open_and_moving() -> None:
     sunday_evening = datetime(2026, 11, 8, 18, 30, tzinfo=IST)
     market = MarketCalendar("calendar", [(date(2026, 11, 8), (time(18, 0), time(19, 15)))])
 
-    assert demo_quote(sunday_evening, market).market_state == MARKET_OPEN
+    quote = demo_quote(sunday_evening, market)
+    later = demo_quote(sunday_evening + timedelta(minutes=20), market)
+
+    assert quote.market_state == MARKET_OPEN
+    assert quote.last_trade_at == sunday_evening.astimezone(UTC), "trading in that session, not frozen"
+    assert later.last_trade_at == (sunday_evening + timedelta(minutes=20)).astimezone(UTC)
+    assert quote.price != later.price
+
+
+def test_always_open_demo_quotes_never_trade_in_the_future() -> None:
+    market = MarketCalendar("always_open")
+    for hour in (0, 2, 8, 11, 20, 23):
+        moment = datetime(2026, 11, 25, hour, 7, 30, tzinfo=IST)
+        assert demo_quote(moment, market).last_trade_at == moment.replace(second=0).astimezone(UTC)
