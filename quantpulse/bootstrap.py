@@ -86,6 +86,7 @@ def build_streams(settings: Settings, stores: Stores, service: StockService) -> 
     """The worker's live-quote hub, woken by every fill the fleet writes."""
     registry = StreamRegistry(stores, settings.stream_max_per_client)
     hub = QuoteHub(service, service.stats, registry)
+    registry.follow(hub.labels)
     service.cache.on_fill(hub.heard_fill)
     return LiveQuotes(hub, registry, settings.stream_heartbeat, settings.stream_max_per_client)
 

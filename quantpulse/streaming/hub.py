@@ -195,6 +195,11 @@ class QuoteHub:
         if forgotten:
             self._ledger.unwatched(forgotten)
 
+    def labels(self) -> list[str]:
+        """What this worker watches, as streams name it."""
+        with self._guard:
+            return [label(instrument) for instrument in self._watchers]
+
     def close_all(self) -> None:
         """The worker is stopping: every stream ends, so its client reconnects to another."""
         self._closing = True

@@ -70,7 +70,7 @@ class StreamRegistry:
         self._stores = stores
         self._max = max_per_client
         self._clock = clock
-        self._watching: set[str] = set()
+        self._watched: Callable[[], list[str]] = list
         self._worker = secrets.token_hex(4)
         self._guard = threading.Lock()
         self._held: set[Slot] = set()
@@ -136,36 +136,36 @@ class StreamRegistry:
         names = {member.decode().partition("|")[2] for member in watching}
         return FleetStreams(int(streams), len(names))
 
+    def follow(self, watched: Callable[[], list[str]]) -> None:
+        """Where renewals learn what this worker watches (the hub's own record, so a
+        ``watching`` and an ``unwatched`` that crossed on the way are put right)."""
+        self._watched = watched
+
     def watching(self, names: list[str]) -> None:
         """This worker's streams started watching these instruments."""
-        with self._guard:
-            self._watching.update(names)
         self._write(names, [])
 
     def unwatched(self, names: list[str]) -> None:
         """Nobody in this worker watches these any more."""
-        with self._guard:
-            self._watching.difference_update(names)
         self._write([], names)
 
     def renew(self) -> None:
         """Extend this worker's leases: its streams and the instruments it watches."""
         with self._guard:
             held = list(self._held)
-            watching = list(self._watching)
-        self._write(watching, [], held)
+        self._write(self._watched(), [], held)
 
     def _write(self, watching: list[str], unwatched: list[str], held: Sequence[Slot] = ()) -> None:
         until = self._clock() + LEASE
         store = self._stores.active()
         try:
             pipe = store.client.pipeline(transaction=False)
-            # XX: only extend; a slot that a close removed meanwhile must not come back.
+            # XX GT: only extend; a slot that a close removed meanwhile must not come back.
             for slot in held:
-                pipe.zadd(client_key(slot.client), {slot.stream: until}, xx=True)
+                pipe.zadd(client_key(slot.client), {slot.stream: until}, xx=True, gt=True)
                 pipe.expire(client_key(slot.client), int(LEASE * 2))
             if held:
-                pipe.zadd(OPEN_KEY, {slot.stream: until for slot in held}, xx=True)
+                pipe.zadd(OPEN_KEY, {slot.stream: until for slot in held}, xx=True, gt=True)
             if watching:
                 pipe.zadd(WATCHING_KEY, {f"{self._worker}|{name}": until for name in watching})
             if unwatched:
