@@ -90,8 +90,20 @@ def ledger() -> Ledger:
     return Ledger()
 
 
+class SteppedHub(QuoteHub):
+    """The hub without its background loop: the test calls ``refresh_due`` itself."""
+
+    def _ensure_loop(self) -> None:
+        pass
+
+
 @pytest.fixture
 def hub(reader: FakeReader, ledger: Ledger) -> QuoteHub:
+    return SteppedHub(reader, CountingStats(), ledger)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def looping_hub(reader: FakeReader, ledger: Ledger) -> QuoteHub:
     return QuoteHub(reader, CountingStats(), ledger)  # type: ignore[arg-type]
 
 
@@ -128,9 +140,9 @@ def test_a_fill_heard_is_read_once_and_pushed_to_every_watcher_only_when_it_chan
     assert reader.reads == [[RELIANCE], [RELIANCE]]  # one read per fill for all watchers
 
 
-def test_an_instrument_is_read_again_when_its_quote_goes_stale(hub: QuoteHub, reader: FakeReader) -> None:
+def test_an_instrument_is_read_again_when_its_quote_goes_stale(reader: FakeReader) -> None:
     now = [1000.0]
-    hub = QuoteHub(reader, CountingStats(), Ledger(), clock=lambda: now[0])  # type: ignore[arg-type]
+    hub = SteppedHub(reader, CountingStats(), Ledger(), clock=lambda: now[0])  # type: ignore[arg-type]
     reader.set(RELIANCE, "101", 1000, recheck_at=1060)
     hub.subscribe(Subscriber(), [RELIANCE])
     reader.reads.clear()
@@ -203,7 +215,8 @@ def test_closing_the_hub_ends_every_stream_watching_or_not(hub: QuoteHub) -> Non
     assert late.closed, "a stream starting on a stopping worker ends at once"
 
 
-def test_the_hub_loop_pushes_a_heard_fill_within_a_second(hub: QuoteHub, reader: FakeReader) -> None:
+def test_the_hub_loop_pushes_a_heard_fill_within_a_second(looping_hub: QuoteHub, reader: FakeReader) -> None:
+    hub = looping_hub
     stream = Subscriber()
     hub.subscribe(stream, [RELIANCE])  # starts the loop
     stream.take()
@@ -224,8 +237,9 @@ def test_streams_name_instruments_ticker_then_exchange() -> None:
 
 
 def test_a_new_watch_due_sooner_than_the_loop_sleeps_is_read_on_time(
-    hub: QuoteHub, reader: FakeReader
+    looping_hub: QuoteHub, reader: FakeReader
 ) -> None:
+    hub = looping_hub
     hub.subscribe(Subscriber(), [TCS])  # the loop starts and, with nothing due, sleeps IDLE_WAIT
     time.sleep(0.1)
     stream = Subscriber()
@@ -250,7 +264,7 @@ def test_a_fill_heard_during_its_own_read_is_read_again_after_a_second_not_at_on
     """A fill the hub's own read caused (or one that keeps failing) must not loop."""
     now = [1000.0]
     reader = FakeReader()
-    hub = QuoteHub(reader, CountingStats(), Ledger(), clock=lambda: now[0])  # type: ignore[arg-type]
+    hub = SteppedHub(reader, CountingStats(), Ledger(), clock=lambda: now[0])  # type: ignore[arg-type]
 
     def watch_and_fill(instruments: Sequence[Instrument]) -> dict[Instrument, Watched]:
         hub.heard_fill([reader.watch_key(RELIANCE)])  # as if this read filled it
