@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from quantpulse.api import EXTENSION, health, metrics, stocks, streams
+from quantpulse.api import EXTENSION, health, keys, metrics, stocks, streams
 from quantpulse.api.cached_hits import CachedHits
 from quantpulse.api.client_limits import register_client_limits
 from quantpulse.api.cors import BrowserHeaders, register_cors
@@ -57,6 +57,7 @@ def build_app(settings: Settings, stores: Stores) -> Flask:
     register_request_hygiene(app)
     register_cors(app, settings)
     register_cached_hits(app, settings)
+    keys.register_api_keys(app, settings, app.extensions[EXTENSION].keys)
     register_client_limits(app, settings, stores)
     register_cli(app)
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
@@ -68,6 +69,7 @@ def register_blueprints(app: Flask) -> None:
     api = QuantPulseApi(app)
     api.register_blueprint(health.blp)
     api.register_blueprint(stocks.blp)
+    api.register_blueprint(keys.blp)
     register_docs_assets(app)
     app.register_blueprint(metrics.blp)
     app.register_blueprint(streams.blp)
@@ -100,8 +102,9 @@ def close_streams(app: Flask) -> None:
 
 def register_cached_hits(app: Flask, settings: Settings) -> None:
     """Fresh cached answers served before Flask (``api/cached_hits.py``); with client rate
-    limits configured every request goes through Flask-Limiter instead."""
-    if not settings.rate_limit:
+    limits configured every request goes through Flask-Limiter instead, and with
+    ``API_KEYS=required`` through the key check."""
+    if not settings.rate_limit and settings.api_keys != "required":
         service = app.extensions[EXTENSION].service
         app.wsgi_app = CachedHits(app, service, BrowserHeaders(app, settings))  # type: ignore[method-assign]
 

@@ -13,13 +13,14 @@ from typing import Any
 
 from flask_caching.backends import SimpleCache
 
+from quantpulse.access.keys import KeyStore
 from quantpulse.api.rendering import RENDERERS
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
 from quantpulse.cache.locks import FillLocks
 from quantpulse.config import Settings
 from quantpulse.infra.counters import Stats
-from quantpulse.infra.store import Stores
+from quantpulse.infra.store import BACKEND_REDIS, Stores
 from quantpulse.market import MarketCalendar
 from quantpulse.providers.base import UpstreamGate
 from quantpulse.providers.catalog import LIVE_PROVIDERS
@@ -45,6 +46,7 @@ class Components:
     stores: Stores
     guard: UpstreamGuard
     streams: LiveQuotes
+    keys: KeyStore | None  # None without the shared store: keys need REDIS_URL
 
 
 def build_components(settings: Settings, stores: Stores) -> Components:
@@ -78,8 +80,19 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         render=RENDERERS,
     )
     return Components(
-        service=service, stores=stores, guard=guard, streams=build_streams(settings, stores, service)
+        service=service,
+        stores=stores,
+        guard=guard,
+        streams=build_streams(settings, stores, service),
+        keys=build_keys(settings, stores),
     )
+
+
+def build_keys(settings: Settings, stores: Stores) -> KeyStore | None:
+    """Keys are read from the shared store only (never from a worker's fallback)."""
+    if not settings.redis_url or stores.backend != BACKEND_REDIS:
+        return None
+    return KeyStore(lambda: stores.primary.client, [name for name, _ in settings.api_tiers])
 
 
 def build_streams(settings: Settings, stores: Stores, service: StockService) -> LiveQuotes:

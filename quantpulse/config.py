@@ -13,12 +13,17 @@ from datetime import date
 from datetime import time as dt_time
 from urllib.parse import urlsplit
 
+from limits import parse_many
+
 from quantpulse.errors import ConfigurationError
 
 PROVIDER_MODES = ("auto", "twelvedata", "finnhub", "demo")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 EXCHANGES = ("NSE", "BSE")
 MARKET_HOURS_MODES = ("calendar", "always_open", "always_closed")
+API_KEY_MODES = ("off", "optional", "required")
+DEFAULT_TIERS = (("free", "60/minute;2000/day"), ("pro", "600/minute;50000/day"))
+_TIER_PREFIX = "API_TIER_"
 _OVERRIDE = re.compile(
     r"(?P<day>\d{4}-\d{2}-\d{2})\s+(?:(?P<closed>closed)|(?P<open>\d{1,2}:\d{2})\s*-\s*(?P<close>\d{1,2}:\d{2}))",
     re.IGNORECASE,
@@ -85,6 +90,8 @@ class Settings:
     market_calendar_overrides: tuple[SessionOverride, ...] = ()
     stream_heartbeat: float = 15.0
     stream_max_per_client: int = 5
+    api_keys: str = "optional"
+    api_tiers: tuple[tuple[str, str], ...] = DEFAULT_TIERS
 
     def __post_init__(self) -> None:
         if self.stock_provider not in PROVIDER_MODES:
@@ -102,6 +109,8 @@ class Settings:
             raise ConfigurationError(
                 f"MARKET_HOURS={self.market_hours!r} is not one of {', '.join(MARKET_HOURS_MODES)}"
             )
+        if self.api_keys not in API_KEY_MODES:
+            raise ConfigurationError(f"API_KEYS={self.api_keys!r} is not one of {', '.join(API_KEY_MODES)}")
         if self.default_exchange not in EXCHANGES:
             raise ConfigurationError(
                 f"DEFAULT_EXCHANGE={self.default_exchange!r} is not one of {', '.join(EXCHANGES)}"
@@ -164,7 +173,14 @@ class Settings:
             market_calendar_overrides=env.session_overrides("MARKET_CALENDAR_OVERRIDES"),
             stream_heartbeat=env.number("STREAM_HEARTBEAT", cls.stream_heartbeat),
             stream_max_per_client=env.integer("STREAM_MAX_PER_CLIENT", cls.stream_max_per_client),
+            api_keys=_api_key_mode(env),
+            api_tiers=env.tiers(),
         )
+
+    @property
+    def keys_enabled(self) -> bool:
+        """API keys are checked (``optional`` or ``required``); they need the shared store."""
+        return self.api_keys != "off" and self.redis_url is not None
 
 
 def _session_override(text: str) -> SessionOverride:
@@ -181,6 +197,12 @@ def _session_override(text: str) -> SessionOverride:
     if opens >= closes:
         raise ValueError(repr(text))
     return day, (opens, closes)
+
+
+def _api_key_mode(env: _Env) -> str:
+    """``API_KEYS``; keys live in the shared store, so without ``REDIS_URL`` they are ``off``."""
+    mode = env.text("API_KEYS", "optional").lower()
+    return mode if env.optional("REDIS_URL") or mode not in API_KEY_MODES else "off"
 
 
 def _default_market_hours(env: _Env) -> str:
@@ -212,6 +234,22 @@ class _Env:
         if raw is None:
             return default
         return tuple(item.strip().rstrip("/") for item in raw.split(",") if item.strip())
+
+    def tiers(self) -> tuple[tuple[str, str], ...]:
+        """Every ``API_TIER_<NAME>`` (lower-cased name, Flask-Limiter limits), over the defaults."""
+        tiers = dict(DEFAULT_TIERS)
+        for name in self._environ:
+            if name.startswith(_TIER_PREFIX) and len(name) > len(_TIER_PREFIX):
+                limits = self._raw(name)
+                if limits is not None:
+                    try:
+                        parse_many(limits)
+                    except ValueError:
+                        raise ConfigurationError(
+                            f"{name}={limits!r} is not a limit list such as 60/minute;2000/day"
+                        ) from None
+                    tiers[name[len(_TIER_PREFIX) :].lower()] = limits
+        return tuple(sorted(tiers.items()))
 
     def optional_integer(self, name: str) -> int | None:
         """Unset means "no limit of this kind", not a default."""

@@ -35,8 +35,9 @@ _KINDS = {None: "quote", "historical": "history", "profile": "profile"}
 PATHS_KEPT = 4096  # request paths matched to a route, per worker
 LONGEST_PATH = 64  # longer paths (no symbol is that long) are Flask's to judge
 LONGEST_QUERY = 32
-# Headers whose answers the kept CORS headers do not cover (flask-cors reads this one too).
-_FLASK_ONLY_HEADERS = frozenset({"HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK"})
+# Headers only Flask judges: one whose answer the kept CORS headers do not cover (flask-cors
+# reads it too), and a client's API key (checked, and counted, there).
+_FLASK_ONLY_HEADERS = frozenset({"HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK", "HTTP_X_API_KEY"})
 
 
 class Route(NamedTuple):

@@ -10,11 +10,12 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from flask_limiter import HeaderNames, Limiter
 from flask_limiter.util import get_remote_address
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from quantpulse.access.keys import Principal
 from quantpulse.config import Settings
 from quantpulse.infra.namespace import NAMESPACE
 from quantpulse.infra.store import BACKEND_REDIS, RedisTrouble, Stores
@@ -28,17 +29,22 @@ def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Li
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=settings.proxy_fix_hops, x_proto=settings.proxy_fix_hops
         )
-    if not settings.rate_limit:
+    if not settings.rate_limit and not settings.keys_enabled:
         return None
     shared = stores.backend == BACKEND_REDIS and settings.redis_url
+    tiers = dict(settings.api_tiers)
     _count_swallowed_errors(logging.getLogger("flask-limiter"), stores.trouble)
     pool = {"connection_pool": stores.primary.client.connection_pool} if shared else {}
     _retry_after_only_when_limited(app)  # registered first, so it runs after the limiter's hook
     return Limiter(
-        get_remote_address,
+        _client,
         app=app,
-        default_limits=[settings.rate_limit],
-        default_limits_exempt_when=_exempt,
+        # Anonymous clients: RATE_LIMIT, per route. A keyed client: its tier's limits, across
+        # all routes (one budget per key, fleet-wide).
+        default_limits=[settings.rate_limit] if settings.rate_limit else [],
+        default_limits_exempt_when=lambda: _exempt() or _principal() is not None,
+        application_limits=[lambda: tiers.get(_tier()) or tiers["free"]] if settings.keys_enabled else [],
+        application_limits_exempt_when=lambda: _exempt() or _principal() is None,
         storage_uri=settings.redis_url if shared else "memory://",
         storage_options=pool,
         key_prefix=f"{NAMESPACE}:ratelimit",
@@ -89,6 +95,23 @@ def _count_swallowed_errors(logger: logging.Logger, trouble: RedisTrouble) -> No
     for old in [f for f in logger.filters if isinstance(f, _SwallowedStoreErrors)]:
         logger.removeFilter(old)
     logger.addFilter(_SwallowedStoreErrors(trouble))
+
+
+def _principal() -> Principal | None:
+    """The client a valid API key identified (``api/keys.py``), if any."""
+    return g.get("principal")
+
+
+def _tier() -> str:
+    """The keyed client's tier (a tier no longer configured counts as ``free``)."""
+    principal = _principal()
+    return principal.tier if principal else "free"
+
+
+def _client() -> str:
+    """Whom a limit counts: the key's id (never the key) for a keyed client, else the address."""
+    principal = _principal()
+    return f"key:{principal.key_id}" if principal else get_remote_address()
 
 
 def _exempt() -> bool:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hmac
-from collections.abc import Callable
 from typing import Any
 
 from flask import Response, request
@@ -12,6 +9,7 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.routing import BaseConverter
 
 from quantpulse.api import Blueprint, components, current_service
+from quantpulse.api.admin import admin_only
 from quantpulse.api.rendering import answered
 from quantpulse.api.schemas import (
     BatchBodySchema,
@@ -26,7 +24,7 @@ from quantpulse.api.schemas import (
     SymbolPathSchema,
 )
 from quantpulse.api.status import service_status
-from quantpulse.errors import BadRequest, Forbidden, Unauthorized
+from quantpulse.errors import BadRequest
 from quantpulse.periods import DEFAULT_PERIOD, PERIODS, Period
 from quantpulse.service import BatchResult
 from quantpulse.symbols import ParsedSymbol, parse_symbol
@@ -130,17 +128,6 @@ def status() -> dict[str, Any]:
     return service_status(parts.service, parts.guard, fleet, store_problem=parts.stores.problem())
 
 
-def admin_only(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Check the admin token before anything else, so nobody learns more than 401/403."""
-
-    @functools.wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        require_admin(request.headers.get("Authorization"), current_service().settings.admin_token)
-        return view(*args, **kwargs)
-
-    return guarded
-
-
 @blp.route("/<symbol>/cache", methods=["DELETE"])
 @admin_only
 @blp.arguments(SYMBOL_PATH, location="path")
@@ -156,14 +143,3 @@ def clear_cache(path: Path, **_raw: str) -> dict[str, Any]:
         "exchange": instrument.exchange,
         "deleted": service.forget(instrument),
     }
-
-
-def require_admin(header: str | None, admin_token: str | None) -> None:
-    """Missing credentials 401, wrong ones 403; with no ADMIN_TOKEN configured, always 403."""
-    if admin_token is None:
-        raise Forbidden("Admin access is disabled on this server (ADMIN_TOKEN is not set).")
-    if not header:
-        raise Unauthorized("This route needs an admin token.", hint="Authorization: Bearer <ADMIN_TOKEN>")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), admin_token.encode()):
-        raise Forbidden("The admin token is wrong.")

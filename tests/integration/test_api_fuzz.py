@@ -10,6 +10,9 @@ plain Hypothesis test built from the operation's strategy.)
 
 from __future__ import annotations
 
+import dataclasses
+
+import fakeredis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -17,16 +20,28 @@ from schemathesis import GenerationMode, checks
 
 from quantpulse.app import create_app
 from quantpulse.config import Settings
-from quantpulse.infra.store import Stores, embedded_store
+from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, embedded_store
+
+ADMIN = {"Authorization": "Bearer fuzz-admin-token"}
 
 
-def load_schema() -> schemathesis.BaseSchema:
+def load_schema(*, keyed: bool = False) -> schemathesis.BaseSchema:
+    """The app in demo mode; ``keyed``: with its keys in a shared (Redis-like) store."""
     settings_ = Settings(stock_provider="demo", admin_token="fuzz-admin-token")
-    app = create_app(settings_, stores=Stores(embedded_store(5000)))
+    stores = Stores(embedded_store(5000))
+    if keyed:
+        settings_ = dataclasses.replace(settings_, redis_url="redis://shared.test:6379/0")
+        stores = Stores(Store(fakeredis.FakeRedis(), BACKEND_REDIS), fallback=embedded_store(100))
+    app = create_app(settings_, stores=stores)
     return schemathesis.openapi.from_wsgi("/openapi.json", app)
 
 
 SCHEMA = load_schema()
+KEYED = {
+    result.ok().label: result.ok()
+    for result in load_schema(keyed=True).get_all_operations()
+    if result.ok().path.startswith("/admin/")
+}
 OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operations()}
 # Only operations with inputs can be sent invalid data.
 CASES = [(label, GenerationMode.POSITIVE) for label in sorted(OPERATIONS)] + [
@@ -52,5 +67,25 @@ def test_every_operation_answers_within_its_contract(label, mode):
     @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def exchange(case: schemathesis.Case) -> None:
         case.call_and_validate(checks=CHECKS)
+
+    exchange()
+
+
+KEYED_CASES = [(label, GenerationMode.POSITIVE) for label in sorted(KEYED)] + [
+    (label, GenerationMode.NEGATIVE)
+    for label, operation in sorted(KEYED.items())
+    if len(operation.path_parameters) + len(operation.body)
+]
+
+
+@pytest.mark.parametrize(("label", "mode"), KEYED_CASES, ids=lambda value: getattr(value, "value", value))
+def test_the_key_routes_with_the_admin_token_never_answer_5xx(label, mode):
+    """Past the token check, on a store that holds keys: bad bodies, odd ids, huge names."""
+    operation = KEYED[label]
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def exchange(case: schemathesis.Case) -> None:
+        case.call_and_validate(headers=ADMIN, checks=CHECKS)
 
     exchange()
