@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from quantpulse.api import EXTENSION, health, keys, metrics, stocks, streams
+from quantpulse.api import EXTENSION, health, keys, metrics, stocks, streams, usage
 from quantpulse.api.cached_hits import CachedHits
 from quantpulse.api.client_limits import register_client_limits
 from quantpulse.api.cors import BrowserHeaders, register_cors
@@ -58,6 +58,7 @@ def build_app(settings: Settings, stores: Stores) -> Flask:
     register_cors(app, settings)
     register_cached_hits(app, settings)
     keys.register_api_keys(app, settings, app.extensions[EXTENSION].keys)
+    usage.register_usage(app, app.extensions[EXTENSION].usage)
     register_client_limits(app, settings, stores)
     register_cli(app)
     log.info("QuantPulse ready: mode=%s store=%s", settings.stock_provider, stores.backend)
@@ -70,6 +71,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health.blp)
     api.register_blueprint(stocks.blp)
     api.register_blueprint(keys.blp)
+    api.register_blueprint(usage.blp)
     register_docs_assets(app)
     app.register_blueprint(metrics.blp)
     app.register_blueprint(streams.blp)
@@ -105,8 +107,10 @@ def register_cached_hits(app: Flask, settings: Settings) -> None:
     limits configured every request goes through Flask-Limiter instead, and with
     ``API_KEYS=required`` through the key check."""
     if not settings.rate_limit and settings.api_keys != "required":
-        service = app.extensions[EXTENSION].service
-        app.wsgi_app = CachedHits(app, service, BrowserHeaders(app, settings))  # type: ignore[method-assign]
+        parts = app.extensions[EXTENSION]
+        app.wsgi_app = CachedHits(  # type: ignore[method-assign]
+            app, parts.service, BrowserHeaders(app, settings), parts.usage
+        )
 
 
 def register_request_hygiene(app: Flask) -> None:

@@ -7,6 +7,7 @@ forked (no preload), so each worker has its own pools, threads and Redis connect
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from flask_caching.backends import SimpleCache
 
 from quantpulse.access.keys import KeyStore
+from quantpulse.access.usage import UsageRecorder
 from quantpulse.api.rendering import RENDERERS
 from quantpulse.cache.ahead import RefreshAhead
 from quantpulse.cache.engine import CacheEngine
@@ -47,11 +49,13 @@ class Components:
     guard: UpstreamGuard
     streams: LiveQuotes
     keys: KeyStore | None  # None without the shared store: keys need REDIS_URL
+    usage: UsageRecorder | None  # likewise
 
 
 def build_components(settings: Settings, stores: Stores) -> Components:
     stats = Stats(stores.primary.client, stores.trouble)
-    guard = build_guard(settings, stores, stats)
+    usage = build_usage(settings, stores)
+    guard = build_guard(settings, stores, stats, on_spend=usage.charge if usage else _no_usage)
     market = MarketCalendar.from_settings(settings)
     kinds = Kinds.from_settings(settings, market)
     cache = CacheEngine(
@@ -85,14 +89,30 @@ def build_components(settings: Settings, stores: Stores) -> Components:
         guard=guard,
         streams=build_streams(settings, stores, service),
         keys=build_keys(settings, stores),
+        usage=usage,
     )
 
 
 def build_keys(settings: Settings, stores: Stores) -> KeyStore | None:
     """Keys are read from the shared store only (never from a worker's fallback)."""
-    if not settings.redis_url or stores.backend != BACKEND_REDIS:
+    if not shared(settings, stores):
         return None
     return KeyStore(lambda: stores.primary.client, [name for name, _ in settings.api_tiers])
+
+
+def build_usage(settings: Settings, stores: Stores) -> UsageRecorder | None:
+    """Usage is counted in the shared store only: a worker's own numbers would mislead."""
+    if not shared(settings, stores):
+        return None
+    return UsageRecorder(lambda: stores.primary.client, settings.usage_retention_days)
+
+
+def _no_usage(provider: str, credits: int) -> None:
+    """Without the shared store nothing is counted per client."""
+
+
+def shared(settings: Settings, stores: Stores) -> bool:
+    return bool(settings.redis_url) and stores.backend == BACKEND_REDIS
 
 
 def build_streams(settings: Settings, stores: Stores, service: StockService) -> LiveQuotes:
@@ -122,7 +142,9 @@ class _SameObject:
         return value
 
 
-def build_guard(settings: Settings, stores: Stores, stats: Stats) -> UpstreamGuard:
+def build_guard(
+    settings: Settings, stores: Stores, stats: Stats, *, on_spend: Callable[[str, int], object]
+) -> UpstreamGuard:
     health = ProviderHealth(
         {p.name: key_fingerprint(p.api_key(settings)) for p in LIVE_PROVIDERS},
         HealthSettings(
@@ -133,7 +155,8 @@ def build_guard(settings: Settings, stores: Stores, stats: Stats) -> UpstreamGua
         ),
     )
     credits_headers = {p.name: (p.credits_header, p.credits_window) for p in LIVE_PROVIDERS}
-    return UpstreamGuard(stores, stats, CreditBudget(budget_windows(settings)), health, credits_headers)
+    budget = CreditBudget(budget_windows(settings))
+    return UpstreamGuard(stores, stats, budget, health, credits_headers, on_spend=on_spend)
 
 
 def budget_windows(settings: Settings) -> dict[str, tuple[Window, ...]]:

@@ -92,6 +92,7 @@ class Settings:
     stream_max_per_client: int = 5
     api_keys: str = "optional"
     api_tiers: tuple[tuple[str, str], ...] = DEFAULT_TIERS
+    usage_retention_days: int = 90
 
     def __post_init__(self) -> None:
         if self.stock_provider not in PROVIDER_MODES:
@@ -175,6 +176,7 @@ class Settings:
             stream_max_per_client=env.integer("STREAM_MAX_PER_CLIENT", cls.stream_max_per_client),
             api_keys=_api_key_mode(env),
             api_tiers=env.tiers(),
+            usage_retention_days=env.integer("USAGE_RETENTION_DAYS", cls.usage_retention_days),
         )
 
     @property

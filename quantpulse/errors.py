@@ -59,6 +59,13 @@ class Forbidden(QuantPulseError):
     title = "Forbidden"
 
 
+class RouteNotFound(QuantPulseError):
+    """A route that exists only in some configurations (``/usage`` with API keys off)."""
+
+    status = 404
+    title = "Not Found"
+
+
 class SymbolNotFound(QuantPulseError):
     """A live provider's verdict that the instrument does not exist."""
 

@@ -21,11 +21,14 @@ from typing import Any, NamedTuple
 
 from flask import Flask
 
+from quantpulse.access.usage import ANONYMOUS, Hit, UsageRecorder
 from quantpulse.api.cors import BrowserHeaders
 from quantpulse.api.rendering import JSON, body
 from quantpulse.api.request_log import log_request, request_id
+from quantpulse.api.usage import USAGE_ENDPOINTS
 from quantpulse.periods import DEFAULT_PERIOD
 from quantpulse.service import Answer, StockService
+from quantpulse.streaming.hub import label
 
 Wsgi = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -52,10 +55,14 @@ class Route(NamedTuple):
 class CachedHits:
     """WSGI middleware in front of Flask (``app.wsgi_app``)."""
 
-    def __init__(self, app: Flask, service: StockService, browsers: BrowserHeaders) -> None:
+    def __init__(
+        self, app: Flask, service: StockService, browsers: BrowserHeaders, usage: UsageRecorder | None = None
+    ) -> None:
+        """``usage``: where anonymous hits are counted per day (with the shared store)."""
         self.app: Wsgi = app.wsgi_app  # what answers everything else (Flask)
         self._service = service
         self._browsers = browsers
+        self._usage = usage
         self._rules = {rule.endpoint: rule.rule for rule in app.url_map.iter_rules()}
         self._routes = functools.lru_cache(maxsize=PATHS_KEPT)(self._route)
 
@@ -89,6 +96,8 @@ class CachedHits:
             source=answer.source,
         )
         self._service.stats.request(route.endpoint, 200, seconds)
+        if self._usage is not None:
+            self._usage.record(Hit(ANONYMOUS, USAGE_ENDPOINTS[route.endpoint], 200, label(answer.instrument)))
         return [content]
 
     def _held(self, environ: dict[str, Any]) -> tuple[Route, list[tuple[str, str]], Answer[Any]] | None:

@@ -123,8 +123,6 @@ def _provider_status(
 def _cache_stats(
     service: StockService, counts: Counter[str], shared: bool, store_problem: str | None
 ) -> dict[str, Any]:
-    hits, stale, misses = counts[counters.HITS], counts[counters.STALE_SERVED], counts[counters.MISSES]
-    served = hits + stale + misses
     settings = service.settings
     return {
         "backend": service.backend,
@@ -132,14 +130,14 @@ def _cache_stats(
         "stats_scope": "fleet" if shared and service.backend == BACKEND_REDIS else "process",
         "store_problem": store_problem,
         "total_entries": service.entry_count(),
-        "hits": hits,
-        "misses": misses,
-        "stale_served": stale,
+        "hits": counts[counters.HITS],
+        "misses": counts[counters.MISSES],
+        "stale_served": counts[counters.STALE_SERVED],
         "coalesced_waits": counts[counters.COALESCED_WAITS],
         "lock_takeovers": counts[counters.LOCK_TAKEOVERS],
         "redis_errors": {kind: counts[counters.redis_errors_counter(kind)] for kind in ERROR_KINDS},
         "background_refreshes": counts[counters.REFRESHES],
-        "hit_rate": round((hits + stale) / served, 4) if served else 0.0,
+        "hit_rate": hit_rate(counts),
         "cache_settings": {
             "stock_quote": settings.quote_ttl,
             "historical_data": settings.historical_ttl,
@@ -152,6 +150,13 @@ def _cache_stats(
         },
         "negative_ttl": settings.negative_ttl,
     }
+
+
+def hit_rate(counts: Counter[str]) -> float:
+    """(hits + stale served) / (hits + stale served + misses), fleet-wide."""
+    hits, stale, misses = counts[counters.HITS], counts[counters.STALE_SERVED], counts[counters.MISSES]
+    served = hits + stale + misses
+    return round((hits + stale) / served, 4) if served else 0.0
 
 
 def _iso(epoch: float | None) -> str | None:

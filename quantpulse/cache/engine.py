@@ -19,6 +19,7 @@ If the shared store stops answering, the same code runs on the in-process fallba
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
@@ -436,7 +437,9 @@ class CacheEngine:
             return
         if taken:
             leases = {by_lock[lease.key]: lease for lease in taken}
-            self._refresher.submit(self._refresh, store, leases, replacing, fetch_many)
+            # In the reader's context: what the refresh spends upstream is charged to that client.
+            context = contextvars.copy_context()
+            self._refresher.submit(context.run, self._refresh, store, leases, replacing, fetch_many)
 
     def _refresh(
         self,

@@ -33,15 +33,18 @@ class UpstreamGuard:
         health: ProviderHealth,
         credits_headers: Mapping[str, tuple[str, str]] | None = None,
         clock: Callable[[], float] = time.time,
+        on_spend: Callable[[str, int], object] = lambda provider, credits: None,
     ) -> None:
         """``credits_headers``: per provider, the answer header that says how many credits are
-        left and which budget window it describes."""
+        left and which budget window it describes. ``on_spend`` hears the credits of every call
+        let through (usage charges them to the client that caused it)."""
         self._stores = stores
         self._stats = stats
         self._budget = budget
         self._health = health
         self._credits_headers = dict(credits_headers or {})
         self._clock = clock
+        self._on_spend = on_spend
 
     def admit(
         self, provider: str, endpoint: str, exchange: str | None, cost: int, *, partial: bool = False
@@ -56,6 +59,11 @@ class UpstreamGuard:
         )
         if blocked is not None:
             raise blocked
+        granted = self._reserve(provider, cost, now, partial=partial)
+        self._on_spend(provider, granted)
+        return granted
+
+    def _reserve(self, provider: str, cost: int, now: float, *, partial: bool) -> int:
         if not self._budget.limited(provider):
             return cost
         reservation = self._on_shared(
