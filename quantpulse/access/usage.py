@@ -72,6 +72,7 @@ class UsageRecorder:
         self._symbols: Counter[tuple[str, str]] = Counter()  # (sorted set, member) -> increment
         self._clients: set[tuple[str, str]] = set()  # (day, client)
         self._flusher: threading.Thread | None = None
+        self._day_number, self._day_name = -1, ""
 
     # ---- counting (per request, in memory) ----------------------------------------------
 
@@ -201,7 +202,12 @@ class UsageRecorder:
                 log.exception("usage: flush failed")
 
     def _day(self) -> str:
-        return datetime.fromtimestamp(self._clock(), UTC).date().isoformat()
+        """Today (UTC), worked out once a day rather than on every count."""
+        number = int(self._clock() // 86400)
+        if number != self._day_number:
+            self._day_name = datetime.fromtimestamp(number * 86400, UTC).date().isoformat()
+            self._day_number = number
+        return self._day_name
 
     def _dates(self, days: int) -> list[str]:
         today = date.fromisoformat(self._day())
