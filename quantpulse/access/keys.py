@@ -201,6 +201,26 @@ class KeyStore:
         self._save(revoked, audit=("revoke", {}), retired=record.digest)
         return revoked
 
+    def export(self) -> list[dict[str, Any]]:
+        """Every record with its digest (never a key): a backup a Redis without persistence
+        can be given back with ``restore``."""
+        return [asdict(record) for record in self.list()]
+
+    def restore(self, records: Iterable[dict[str, Any]], *, replace_existing: bool = False) -> int:
+        """Put exported records back; returns how many were written (existing ids kept unless
+        ``replace_existing``). Each is audited as ``import``."""
+        written = 0
+        for document in records:
+            try:
+                record = KeyRecord(**document)
+            except TypeError:
+                raise BadRequest(f"Not an exported key record: {sorted(document)}") from None
+            if not replace_existing and self._record(self._client(), record.id) is not None:
+                continue
+            self._save(replace(record, last_used=None), audit=("import", {}))
+            written += 1
+        return written
+
     def audit(self) -> list[dict[str, Any]]:
         return [json.loads(entry) for entry in self._client().lrange(AUDIT, 0, AUDIT_KEPT - 1)]
 

@@ -146,12 +146,12 @@ class UsageRecorder:
             totals.update({k.decode(): int(v) for k, v in fields.items()})
         return {p: {"calls": totals[f"{p}:calls"], "credits": totals[f"{p}:credits"]} for p in providers}
 
-    def top_symbols(self, days: int) -> list[list[Any]]:
+    def top_symbols(self, days: int, limit: int = TOP_SYMBOLS) -> list[list[Any]]:
         store = self._client()
         pipe = store.pipeline(transaction=False)
         for day in self._dates(days):
             pipe.zrange(f"{NAMESPACE}:usage:{day}:symbols", 0, -1, withscores=True)
-        return _merge_ranks(pipe.execute())
+        return _merge_ranks(pipe.execute(), limit)
 
     # ---- flushing -----------------------------------------------------------------------
 
@@ -231,10 +231,10 @@ def _usage(dates: list[str], per_day: list[dict[str, int]], top: list[list[Any]]
     }
 
 
-def _merge_ranks(days: list[list[tuple[bytes, float]]]) -> list[list[Any]]:
+def _merge_ranks(days: list[list[tuple[bytes, float]]], limit: int = TOP_SYMBOLS) -> list[list[Any]]:
     """The busiest instruments over several days: ``[["RELIANCE:NSE", 12], ...]``."""
     totals: Counter[str] = Counter()
     for ranked in days:
         for member, score in ranked:
             totals[member.decode()] += int(score)
-    return [[name, count] for name, count in totals.most_common(TOP_SYMBOLS)]
+    return [[name, count] for name, count in totals.most_common(limit)]

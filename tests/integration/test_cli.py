@@ -234,7 +234,7 @@ def test_warm_without_symbols_is_a_usage_error(app):
     result = run(app, "warm")
 
     assert result.exit_code == 2
-    assert "Give symbols as arguments or with --file." in result.output
+    assert "Give symbols as arguments, with --file or with --top." in result.output
 
 
 # ---- check-keys -----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Operator commands: ``flask --app wsgi quantpulse stats | clear | warm | check-keys``.
+"""Operator commands: ``flask --app wsgi quantpulse stats | clear | warm | check-keys | keys … | usage``.
 
 Each command works on the collaborators the app factory built (``app.extensions["quantpulse"]``),
 so with ``REDIS_URL`` set it sees the fleet's own cache, statistics, budget and provider health.
@@ -22,6 +22,8 @@ from flask.cli import AppGroup
 from quantpulse.api import components
 from quantpulse.api.status import LIVE_PROVIDERS, service_status
 from quantpulse.bootstrap import Components
+from quantpulse.cli.keys import keys, usage
+from quantpulse.cli.text import table
 from quantpulse.errors import (
     FailureKind,
     Fallback,
@@ -60,6 +62,8 @@ class _Commands(AppGroup):
                 return super().invoke(ctx)
         except redis.RedisError as error:
             raise click.ClickException(f"The store did not answer: {redact(str(error))}") from None
+        except QuantPulseError as error:  # a bad argument, an unknown key id: one line
+            raise click.ClickException(error.message) from None
 
 
 cli = _Commands("quantpulse", help="Operate the QuantPulse cache and upstream providers.")
@@ -67,6 +71,8 @@ cli = _Commands("quantpulse", help="Operate the QuantPulse cache and upstream pr
 
 def register_cli(app: Flask) -> None:
     """Add the ``quantpulse`` command group to ``flask``."""
+    cli.add_command(keys)
+    cli.add_command(usage)
     app.cli.add_command(cli)
 
 
@@ -213,9 +219,16 @@ def _budget_refusal(fallbacks: Sequence[Fallback]) -> str | None:
 @click.argument("symbols", nargs=-1)
 @click.option("--file", "symbol_file", type=click.File("r"), help="One symbol per line; # starts a comment.")
 @click.option("--history", "period", type=click.Choice(SUPPORTED_PERIODS), help="Also warm this history.")
+@click.option(
+    "--top", type=click.IntRange(1, 1000), default=None, help="Also the N most requested yesterday and today."
+)
 @click.pass_context
 def warm(
-    ctx: click.Context, symbols: tuple[str, ...], symbol_file: IO[str] | None, period: str | None
+    ctx: click.Context,
+    symbols: tuple[str, ...],
+    symbol_file: IO[str] | None,
+    period: str | None,
+    top: int | None,
 ) -> None:
     """Fetch quotes (and a history period) through the service, so the next requests are hits.
 
@@ -223,10 +236,10 @@ def warm(
     The warm stops once answers fall back because the budget is spent, rather than draining the
     fallback provider or serving demo data. Exit 1 unless every item was warmed.
     """
-    wanted = list(dict.fromkeys([*symbols, *read_symbols(symbol_file)]))
-    if not wanted:
-        raise click.UsageError("Give symbols as arguments or with --file.")
     parts = components()
+    wanted = list(dict.fromkeys([*symbols, *read_symbols(symbol_file), *most_requested(parts, top)]))
+    if not wanted:
+        raise click.UsageError("Give symbols as arguments, with --file or with --top.")
     warn_if_embedded(parts)
     service = parts.service
     results: list[Warmed] = []
@@ -253,6 +266,16 @@ def warm(
         )
     if warmed < len(results):
         ctx.exit(1)
+
+
+def most_requested(parts: Components, top: int | None) -> list[str]:
+    """The ``top`` instruments the fleet was asked for most yesterday and today (usage)."""
+    if top is None:
+        return []
+    if parts.usage is None:
+        raise click.ClickException("--top reads usage from the shared store: set REDIS_URL.")
+    parts.usage.flush()  # this process's own counts too (none, unless it also served requests)
+    return [name for name, _ in parts.usage.top_symbols(days=2, limit=top)]
 
 
 def warm_batch(service: StockService, batch: Sequence[str], period: str | None) -> list[Warmed]:
@@ -342,13 +365,3 @@ def warn_if_embedded(parts: Components) -> None:
             "not the running workers' caches.",
             err=True,
         )
-
-
-def table(rows: Sequence[Sequence[object]]) -> list[str]:
-    """Left-aligned columns, two spaces apart."""
-    cells = [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(cells[0]))] if cells else []
-    return [
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in cells
-    ]
