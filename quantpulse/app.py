@@ -71,6 +71,7 @@ def register_blueprints(app: Flask) -> None:
     api.register_blueprint(health.blp)
     api.register_blueprint(stocks.blp)
     api.register_blueprint(keys.blp)
+    api.register_blueprint(keys.tokens)
     api.register_blueprint(usage.blp)
     register_docs_assets(app)
     app.register_blueprint(metrics.blp)

@@ -43,6 +43,9 @@ NAME = re.compile(r"[A-Za-z0-9 _.\-]{1,64}")
 RECORDS = f"{NAMESPACE}:keys:record"  # hash: key id -> record (JSON)
 DIGESTS = f"{NAMESPACE}:keys:digest"  # hash: digest -> key id
 AUDIT = f"{NAMESPACE}:keys:audit"  # list, newest first
+TOKENS = f"{NAMESPACE}:keys:stream_token"  # + ":<digest>": a stream token's key id and use
+TOKEN_OPENS_WITHIN = 60  # seconds a new stream token may open its stream
+TOKEN_RECONNECTS_FOR = 86400  # seconds the browser's reconnects of that stream are accepted
 LAST_USED = f"{NAMESPACE}:keys:last_used"  # hash: key id -> when a worker last read it for a request
 
 
@@ -112,6 +115,7 @@ class KeyStore:
         self._clock = clock
         self._guard = threading.Lock()
         self._validated: dict[str, tuple[Principal | None, float]] = {}  # digest -> (who, when)
+        self._live: dict[str, tuple[bool, float]] = {}  # key id -> (usable, when read)
 
     # ---- validation (every keyed request) -----------------------------------------------
 
@@ -143,6 +147,59 @@ class KeyStore:
             return None
         with contextlib.suppress(redis.RedisError):  # once a second per worker at most: a hint
             client.hset(LAST_USED, record.id, iso(datetime.now(UTC)))
+        return Principal(record.id, record.name, record.tier)
+
+    def live(self, key_id: str) -> bool:
+        """Whether the key is still usable (not revoked, not expired), read at most once a
+        second per worker: an open stream asks this to end when its key is revoked."""
+        now = self._clock()
+        with self._guard:
+            known = self._live.get(key_id)
+        if known is not None and now - known[1] < RECHECK:
+            return known[0]
+        try:
+            record = self._record(self._client(), key_id)
+        except redis.RedisError:
+            return True if known is None else known[0]  # cannot tell: the stream goes on
+        alive = record is not None and record.usable(datetime.now(UTC))
+        with self._guard:
+            if len(self._live) > 10_000:
+                self._live.clear()
+            self._live[key_id] = (alive, now)
+        return alive
+
+    # ---- stream tokens (EventSource cannot send headers) --------------------------------
+
+    def stream_token(self, principal: Principal) -> tuple[str, datetime]:
+        """A single-use token that opens one stream for this key within a minute."""
+        token = secrets.token_urlsafe(24)
+        issued = self._clock()
+        document = json.dumps({"key_id": principal.key_id, "issued": issued})
+        self._client().set(f"{TOKENS}:{digest(token)}", document, ex=TOKEN_RECONNECTS_FOR)
+        return token, datetime.fromtimestamp(issued + TOKEN_OPENS_WITHIN, UTC)
+
+    def redeem(self, token: str, *, reconnect: bool) -> Principal | None:
+        """The key a stream token stands for, if it may open a stream now: unused and under a
+        minute old, or (``reconnect``: the browser sends ``Last-Event-ID``) already used for
+        this stream, within a day; and its key still usable."""
+        try:
+            return self._redeem(self._client(), f"{TOKENS}:{digest(token)}", reconnect)
+        except redis.RedisError:
+            raise KeysUnavailable("Stream tokens cannot be checked right now.", retry_after=5) from None
+
+    def _redeem(self, client: redis.Redis, name: str, reconnect: bool) -> Principal | None:
+        blob = retry_idempotent(lambda: client.get(name))
+        if blob is None:
+            return None
+        document = json.loads(blob)
+        first_use = bool(client.set(f"{name}:used", 1, nx=True, ex=TOKEN_RECONNECTS_FOR))
+        if first_use and self._clock() - document["issued"] > TOKEN_OPENS_WITHIN:
+            return None
+        if not first_use and not reconnect:
+            return None
+        record = self._record(client, document["key_id"])
+        if record is None or not record.usable(datetime.now(UTC)):
+            return None
         return Principal(record.id, record.name, record.tier)
 
     # ---- administration -----------------------------------------------------------------

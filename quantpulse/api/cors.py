@@ -21,8 +21,15 @@ ORIGINS_KEPT = 64  # distinct Origin values whose headers the cached-hit path re
 def cors_options(settings: Settings) -> dict[str, Any]:
     return {
         "origins": list(settings.allowed_origins),
-        "methods": ["GET", "POST", "DELETE", "OPTIONS"],
-        "expose_headers": ["Retry-After", "X-Request-ID"],
+        "methods": ["GET", "POST", "PATCH", "DELETE", "OPTIONS"],
+        # Request headers: flask-cors allows any (X-API-Key, Last-Event-ID among them).
+        "expose_headers": [
+            "Retry-After",
+            "X-Request-ID",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+        ],
         "always_send": False,
         "vary_header": False,  # ours says it once, for every answer
     }

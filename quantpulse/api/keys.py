@@ -13,18 +13,23 @@ from typing import Any
 from flask import Flask, g, request
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
-from quantpulse.access.keys import KeyStore
+from quantpulse.access.keys import KeyStore, iso
 from quantpulse.api import Blueprint, components
 from quantpulse.api.admin import admin_only
 from quantpulse.config import Settings
-from quantpulse.errors import ServiceUnavailable, Unauthorized
+from quantpulse.errors import RouteNotFound, ServiceUnavailable, Unauthorized
 
 blp = Blueprint("keys", __name__, url_prefix="/admin", description="Client API keys (ADMIN_TOKEN).")
+tokens = Blueprint(
+    "tokens", __name__, description="Stream tokens: a key for EventSource, which sends no headers."
+)
 
 KEY_HINT = "Send X-API-Key: <key>; an operator issues keys (POST /admin/keys)."
+TOKEN_HINT = "POST /stream-token with X-API-Key gives a token that opens one stream within a minute."
 # Routes that never ask for a key: health, docs, metrics, the live page and the operator's own.
 _OPEN_BLUEPRINTS = frozenset({"health", "api-docs", "metrics", "keys"})
 _OPEN_ENDPOINTS = frozenset({"stocks.clear_cache", "streams.live", "swagger_ui_asset", "static"})
+_STREAMS = frozenset({"streams.sse", "streams.websocket"})
 
 
 class KeyCreateSchema(Schema):
@@ -68,6 +73,11 @@ class RevokedSchema(Schema):
 
 class AuditSchema(Schema):
     entries = fields.List(fields.Dict())
+
+
+class StreamTokenSchema(Schema):
+    token = fields.String(metadata={"description": "Opens one stream: /stock/stream?...&token="})
+    expires = fields.String(metadata={"description": "ISO 8601 UTC; the stream must open before"})
 
 
 KEY_ID_DOC = {
@@ -157,6 +167,24 @@ def audit() -> dict[str, Any]:
     return {"entries": key_store().audit()}
 
 
+@tokens.route("/stream-token", methods=["POST"])
+@tokens.response(201, StreamTokenSchema)
+@tokens.alt_response(401, description="No valid API key sent")
+@tokens.alt_response(404, description="API keys are off on this server")
+@tokens.alt_response(503, description="No shared store (REDIS_URL unset)")
+def stream_token() -> dict[str, Any]:
+    """For a keyed browser: EventSource sends no headers, so the stream is opened with a token
+    that stands for the key once, and never puts the key itself in a URL."""
+    store = key_store()
+    if components().service.settings.api_keys == "off":
+        raise RouteNotFound("Stream tokens stand for API keys, and keys are off here.", hint="API_KEYS=off")
+    principal = g.get("principal")
+    if principal is None:
+        raise Unauthorized("A stream token is issued for an API key: send yours in X-API-Key.", hint=KEY_HINT)
+    token, expires = store.stream_token(principal)
+    return {"token": token, "expires": iso(expires)}
+
+
 def register_api_keys(app: Flask, settings: Settings, keys: KeyStore | None) -> None:
     """Check ``X-API-Key`` before every route that is not always open (``API_KEYS``)."""
     if not settings.keys_enabled or keys is None:
@@ -166,6 +194,12 @@ def register_api_keys(app: Flask, settings: Settings, keys: KeyStore | None) -> 
     @app.before_request
     def identify() -> None:
         if request.method == "OPTIONS" or _always_open():
+            return
+        token = request.args.get("token") if request.endpoint in _STREAMS else None
+        if token is not None:
+            g.principal = keys.redeem(token, reconnect="Last-Event-ID" in request.headers)
+            if g.principal is None:
+                raise Unauthorized("The stream token is unknown, used or expired.", hint=TOKEN_HINT)
             return
         key = request.headers.get("X-API-Key")
         if key is None:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 from simple_websocket import ConnectionClosed, Server
 from wsproto.utilities import RemoteProtocolError
 
@@ -43,7 +46,8 @@ blp = Blueprint("streams", __name__)
 SSE_RETRY_MS = 3000
 MAX_MESSAGE = 4096  # bytes a WebSocket client message may have; more closes the socket (1009)
 GOING_AWAY = 1001
-TOO_SLOW = 1008  # policy violation: the client did not read its updates
+TOO_SLOW = REVOKED = 1008  # policy violation: updates not read, or the stream's key revoked
+KEY_CHECK = 1.0  # seconds between checks that a keyed stream's key is still good
 SYMBOLS_HINT = "Send symbols=A,B (or symbols=A&symbols=B), at most 20 instruments."
 LIVE_PAGE = resources.files("quantpulse.api").joinpath("live.html").read_bytes()
 
@@ -55,11 +59,13 @@ def sse() -> Response:
     if not raw:
         raise BadRequest("No symbols given.", hint=SYMBOLS_HINT)
     watched = resolve(parts.service, raw, limit=MAX_BATCH_INSTRUMENTS)
+    who = holder()
     stream = EventStream(
         parts.streams.hub,
         parts.streams.registry,
-        open_slot(parts.streams),
+        open_slot(parts.streams, who),
         watched,
+        who,
         sock=request.environ.get("gunicorn.socket"),
         heartbeat=parts.streams.heartbeat,
     )
@@ -80,12 +86,13 @@ def websocket() -> Response:
             hint="Connect with a WebSocket client (Upgrade: websocket, Sec-WebSocket-Version: 13).",
         )
     check_origin(request.headers.get("Origin"), parts.service.settings.allowed_origins)
-    slot = open_slot(parts.streams)
+    who = holder()
+    slot = open_slot(parts.streams, who)
     sock = request.environ["gunicorn.socket"]
     # No hang-up on a drop here: the session closes a slow socket with 1008 itself, and a send
     # stuck on it ends at the write bound.
     bounded_writes(sock, parts.streams.heartbeat)
-    session = SocketSession(parts.service, parts.streams.hub, parts.streams.heartbeat)
+    session = SocketSession(parts.service, parts.streams.hub, parts.streams.heartbeat, who)
     try:
         session.run({**request.environ, "gunicorn.socket": OneWriter(sock)})
     finally:
@@ -160,10 +167,29 @@ def check_origin(origin: str | None, allowed: tuple[str, ...]) -> None:
         raise Forbidden(f"Origin {origin} may not open a WebSocket here.", hint="See ALLOWED_ORIGINS.")
 
 
-def open_slot(streams: LiveQuotes) -> Slot:
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a stream: the name its slot counts under (its API key's id when it came with
+    one, else its address), and whether that key is still good (checked every ``check_every``
+    seconds: a revoked key's streams end within about a second)."""
+
+    name: str
+    alive: Callable[[], bool]
+    check_every: float
+
+
+def holder() -> Holder:
+    principal = g.get("principal")
+    keys = components().keys
+    if principal is None or keys is None:
+        return Holder(client_address(), lambda: True, math.inf)
+    return Holder(f"key:{principal.key_id}", lambda: keys.live(principal.key_id), KEY_CHECK)
+
+
+def open_slot(streams: LiveQuotes, who: Holder) -> Slot:
     if streams.hub.closing:
         raise ServiceUnavailable("This worker is shutting down; connect again.", retry_after=1)
-    slot = streams.registry.open(client_address())
+    slot = streams.registry.open(who.name)
     if slot is None:
         raise TooManyStreams(
             f"This client already has {streams.max_per_client} live streams open.",
@@ -200,6 +226,7 @@ class EventStream:
         registry: StreamRegistry,
         slot: Slot,
         watched: dict[Instrument, str],
+        who: Holder,
         *,
         sock: socket.socket | None,
         heartbeat: float,
@@ -211,6 +238,7 @@ class EventStream:
         self._registry = registry
         self._slot = slot
         self._watched = watched
+        self._who = who
         self._heartbeat = heartbeat
         self._socket = sock
         self._subscriber = Subscriber(on_drop=bounded_writes(sock, heartbeat))
@@ -222,14 +250,19 @@ class EventStream:
         if self._socket is not None:
             threading.Thread(target=self._watch_hangup, name="sse-hangup", daemon=True).start()
         self._hub.subscribe(self._subscriber, list(self._watched))
-        number = 0
-        while not self._subscriber.closed:
+        number, written = 0, time.monotonic()
+        while not self._subscriber.closed and self._who.alive():
             updates = self._subscriber.take()
             for update in updates:
                 number += 1
                 yield self._event(number, update)
-            if not updates and not self._subscriber.wake.wait(self._heartbeat):
+                written = time.monotonic()
+            quiet = not updates and not self._subscriber.wake.wait(
+                min(self._heartbeat, self._who.check_every)
+            )
+            if quiet and time.monotonic() - written >= self._heartbeat:
                 yield b": keep-alive\n\n"
+                written = time.monotonic()
             self._subscriber.wake.clear()
 
     def _event(self, number: int, update: Update) -> bytes:
@@ -272,10 +305,11 @@ class SocketSession:
     """One WebSocket connection: its subscriptions, the client's messages and the hub's pushes,
     all handled on the request's own greenlet (woken by either)."""
 
-    def __init__(self, service: StockService, hub: QuoteHub, heartbeat: float) -> None:
+    def __init__(self, service: StockService, hub: QuoteHub, heartbeat: float, who: Holder) -> None:
         self._service = service
         self._hub = hub
         self._heartbeat = heartbeat
+        self._who = who
         self._subscriber = Subscriber()
         self._watched: dict[Instrument, str] = {}
         self._ws: Server | None = None
@@ -305,12 +339,15 @@ class SocketSession:
 
     def _converse(self, ws: Server) -> None:
         while ws.connected and not self._subscriber.closed:
+            if not self._who.alive():
+                ws.close(REVOKED, "API key revoked")
+                return
             self._subscriber.wake.clear()
             while (message := ws.receive(timeout=0)) is not None:
                 self._handle(message)
                 self._send_updates()  # a burst of messages must not fill the mailbox
             self._send_updates()
-            self._subscriber.wake.wait(self._heartbeat)
+            self._subscriber.wake.wait(min(self._heartbeat, self._who.check_every))
         if self._subscriber.dropped and ws.connected:
             ws.close(TOO_SLOW, "too slow: updates were not read")
         elif self._subscriber.closed and ws.connected:

@@ -534,10 +534,35 @@ def test_cors_allows_the_local_dev_front_end_and_nobody_else(client):
     assert set(preflight.headers["Access-Control-Allow-Methods"].split(", ")) == {
         "GET",
         "POST",
+        "PATCH",
         "DELETE",
         "OPTIONS",
     }
     assert preflight.status_code == 204
+
+
+def test_browsers_may_send_a_key_and_read_the_limit_and_request_headers(client):
+    origin = "http://localhost:3000"
+    preflight = client.options(
+        "/stock/TCS",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "X-API-Key, Last-Event-ID",
+        },
+    )
+    answer = client.get("/stock/TCS", headers={"Origin": origin})
+
+    assert "x-api-key" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    assert "last-event-id" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    exposed = {name.strip() for name in answer.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {
+        "X-RateLimit-Limit",
+        "X-RateLimit-Remaining",
+        "X-RateLimit-Reset",
+        "X-Request-ID",
+        "Retry-After",
+    } <= exposed
 
 
 def test_plain_options_is_never_an_html_page(client):

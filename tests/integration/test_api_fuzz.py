@@ -38,7 +38,7 @@ def load_schema(*, keyed: bool = False) -> schemathesis.BaseSchema:
 
 def needs_the_store(path: str) -> bool:
     """Key and usage routes: 503 without the shared store, by contract; fuzzed with one."""
-    return path.startswith("/admin/") or path == "/usage"
+    return path.startswith("/admin/") or path in ("/usage", "/stream-token")
 
 
 SCHEMA = load_schema()

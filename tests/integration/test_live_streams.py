@@ -400,3 +400,98 @@ def test_the_server_pings_a_socket_every_heartbeat(server):
 
     assert len(pings) == 3, pings
     assert all(later - earlier < HEARTBEAT * 2 for earlier, later in itertools.pairwise(pings))
+
+
+# ---- keyed streams --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def keyed(fake: FakeProviderServer) -> Iterator[Gunicorn]:
+    """API keys required: a browser's stream needs a stream token."""
+    env = {
+        **fake.service_env(),
+        "API_KEYS": "required",
+        "ADMIN_TOKEN": "admin-secret",
+        "STREAM_HEARTBEAT": str(HEARTBEAT),
+        "STREAM_MAX_PER_CLIENT": "2",
+    }
+    with (
+        RedisServer() as redis_server,
+        Gunicorn({**env, "REDIS_URL": redis_server.url}, workers=2) as gunicorn,
+    ):
+        yield gunicorn
+
+
+def new_key(server: Gunicorn) -> dict:
+    answer = requests.post(
+        f"{server.url}/admin/keys",
+        json={"name": "acme"},
+        headers={"Authorization": "Bearer admin-secret"},
+        timeout=5,
+    )
+    assert answer.status_code == 201
+    return answer.json()
+
+
+def stream_token(server: Gunicorn, key: str) -> str:
+    answer = requests.post(f"{server.url}/stream-token", headers={"X-API-Key": key}, timeout=5)
+    assert answer.status_code == 201, answer.text
+    return answer.json()["token"]
+
+
+def test_a_keyed_browser_opens_its_stream_with_a_single_use_token(keyed):
+    key = new_key(keyed)["key"]
+    with sse(keyed, "symbols=TCS") as anonymous:
+        assert anonymous.status == 401
+    token = stream_token(keyed, key)
+
+    with sse(keyed, f"symbols=TCS&token={token}") as stream:
+        assert stream.status == 200
+        stream.next_named("quote")
+        with sse(keyed, f"symbols=TCS&token={token}") as again:
+            assert again.status == 401, "a token opens one stream"
+        with sse(keyed, f"symbols=TCS&token={token}", {"Last-Event-ID": "3"}) as reconnect:
+            assert reconnect.status == 200, "the browser's own reconnect of it"
+    assert requests.post(f"{keyed.url}/stream-token", timeout=5).status_code == 401
+
+
+def test_a_keyed_clients_streams_count_under_its_key_not_its_address(keyed):
+    first, second = new_key(keyed)["key"], new_key(keyed)["key"]
+    opened = [sse(keyed, f"symbols=TCS&token={stream_token(keyed, first)}") for _ in range(2)]
+    try:
+        assert all(stream.status == 200 for stream in opened)
+        with sse(keyed, f"symbols=TCS&token={stream_token(keyed, first)}") as third:
+            assert third.status == 429
+        with sse(keyed, f"symbols=TCS&token={stream_token(keyed, second)}") as other_key:
+            assert other_key.status == 200, "same address, another key: its own slots"
+    finally:
+        for stream in opened:
+            stream.close()
+
+
+def test_a_revoked_keys_streams_end_and_its_sockets_close_with_1008(keyed):
+    issued = new_key(keyed)
+    stream = sse(keyed, f"symbols=TCS&token={stream_token(keyed, issued['key'])}")
+    stream.next_named("quote")
+    socket_ = Client.connect(f"{ws_url(keyed)}?token={stream_token(keyed, issued['key'])}")
+    socket_.send(json.dumps({"action": "subscribe", "symbols": ["TCS"]}))
+    receive_type(socket_, "quote")
+
+    started = time.monotonic()
+    revoked = requests.delete(
+        f"{keyed.url}/admin/keys/{issued['id']}", headers={"Authorization": "Bearer admin-secret"}, timeout=5
+    )
+    assert revoked.status_code == 200
+    with pytest.raises(ConnectionError):
+        while True:
+            stream.next(timeout=5)
+    stream_ended = time.monotonic() - started
+    with pytest.raises(ConnectionClosed):
+        while True:
+            socket_.receive(timeout=5)
+    socket_ended = time.monotonic() - started
+    stream.close()
+
+    assert socket_.close_reason == 1008
+    # within a second of the key being read again (at most a second old): 2 s, with slack
+    assert stream_ended < 3 and socket_ended < 3, (stream_ended, socket_ended)
