@@ -36,6 +36,7 @@ def register_client_limits(app: Flask, settings: Settings, stores: Stores) -> Li
     _count_swallowed_errors(logging.getLogger("flask-limiter"), stores.trouble)
     pool = {"connection_pool": stores.primary.client.connection_pool} if shared else {}
     _retry_after_only_when_limited(app)  # registered first, so it runs after the limiter's hook
+    _headers_for_the_tightest_limit(app)
     return Limiter(
         _client,
         app=app,
@@ -71,6 +72,23 @@ def _retry_after_only_when_limited(app: Flask) -> None:
         limiter_says = response.headers.pop(_LIMITER_RETRY_AFTER, None)
         if response.status_code == 429 and limiter_says is not None:
             response.headers.setdefault("Retry-After", limiter_says)  # a 429 of ours says its own
+        return response
+
+
+def _headers_for_the_tightest_limit(app: Flask) -> None:
+    """Flask-Limiter describes the limit of the shortest window unless one is breached; a tier
+    has several (``60/minute;2000/day``), and a client wants the one it will hit first: the
+    headers say the limit with the fewest requests left."""
+
+    @app.after_request
+    def tightest(response: Response) -> Response:
+        limiter = next(iter(app.extensions.get("limiter", ())), None)
+        limits = [limit for limit in (limiter.current_limits if limiter else []) if not limit.breached]
+        if len(limits) > 1 and "X-RateLimit-Remaining" in response.headers:
+            tightest = min(limits, key=lambda limit: limit.remaining)
+            response.headers["X-RateLimit-Limit"] = str(tightest.limit.amount)
+            response.headers["X-RateLimit-Remaining"] = str(tightest.remaining)
+            response.headers["X-RateLimit-Reset"] = str(int(tightest.reset_at))
         return response
 
 

@@ -240,3 +240,10 @@ def test_a_keys_tier_limit_holds_across_routes_and_workers_and_anonymous_use_is_
     assert int(answers[3].headers["Retry-After"]) > 0
     assert answers[3].get_json()["detail"]["message"]
     assert all(quote(admin) == 200 for _ in range(5)), "anonymous clients have no RATE_LIMIT here"
+
+
+def test_the_limit_headers_describe_the_limit_with_the_fewest_requests_left(make_keyed_app):
+    client = make_keyed_app(api_tiers=(("free", "50/minute;3/day"),)).test_client()
+    key = issue(client)["key"]
+    answer = client.get("/stock/TCS", headers={"X-API-Key": key})
+    assert (answer.headers["X-RateLimit-Limit"], answer.headers["X-RateLimit-Remaining"]) == ("3", "2")
