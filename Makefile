@@ -36,6 +36,12 @@ bench: $(BIN)/.dev-installed test-servers wrk
 bench-streams: $(BIN)/.dev-installed test-servers wrk
 	$(BIN)/python -m bench.streams
 
+## bench-keys: cached quote throughput with a valid API key vs anonymous traffic under the same
+## limit (RATE_LIMIT = the tier's), 4 gevent workers; the cached-hit path beside (bench/results/keys.md).
+.PHONY: bench-keys
+bench-keys: $(BIN)/.dev-installed test-servers wrk
+	$(BIN)/python -m bench.keys
+
 ## redis-plans: connections and memory on a Heroku-mini-like redis-server (bench/results/redis-plans.md).
 redis-plans: $(BIN)/.dev-installed test-servers
 	$(BIN)/python -m bench.redis_plans

@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bench.fleet import Call, connect, percentile, read_response, request_bytes
@@ -29,6 +30,8 @@ class Throughput:
     requests: int
     failures: int  # non-2xx answers and socket errors
     tool: str
+    non_2xx: int = 0  # of ``failures``: answers outside 2xx (wrk counts 3xx too)
+    socket_errors: int = 0  # of ``failures``: connect, read, write errors and timeouts
 
 
 def load_tool() -> str:
@@ -36,25 +39,33 @@ def load_tool() -> str:
     return "wrk" if shutil.which("wrk") else "python-asyncio (wrk not installed)"
 
 
-def measure(url: str, *, seconds: float, connections: int) -> Throughput:
-    """Requests per second and p99 of ``GET url`` over ``seconds``."""
+def measure(
+    url: str, *, seconds: float, connections: int, headers: Mapping[str, str] | None = None
+) -> Throughput:
+    """Requests per second and p99 of ``GET url`` (with ``headers``) over ``seconds``."""
+    headers = dict(headers or {})
     if shutil.which("wrk"):
-        return _wrk(url, seconds, connections)
-    return asyncio.run(_python_load(url, seconds, connections))
+        return _wrk(url, seconds, connections, headers)
+    return asyncio.run(_python_load(url, seconds, connections, headers))
 
 
-def _wrk(url: str, seconds: float, connections: int) -> Throughput:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", url]
+def _wrk(url: str, seconds: float, connections: int, headers: Mapping[str, str]) -> Throughput:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    command += [arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")]
+    command.append(url)
     finished = subprocess.run(command, capture_output=True, text=True)
     if finished.returncode != 0:
         raise RuntimeError(f"wrk failed on {url}: {finished.stderr.strip() or finished.stdout.strip()}")
     output = finished.stdout
+    non_2xx, socket_errors = _wrk_failures(output)
     return Throughput(
         requests_per_second=float(_field(r"Requests/sec:\s+([\d.]+)", output)),
         p99_ms=_milliseconds(_field(r"\s99%\s+([\d.]+\w+)", output)),
         requests=int(_field(r"(\d+) requests in", output)),
-        failures=_wrk_failures(output),
+        failures=non_2xx + socket_errors,
         tool="wrk",
+        non_2xx=non_2xx,
+        socket_errors=socket_errors,
     )
 
 
@@ -70,41 +81,46 @@ def _milliseconds(text: str) -> float:
     return float(number) * _UNITS[unit]
 
 
-def _wrk_failures(output: str) -> int:
+def _wrk_failures(output: str) -> tuple[int, int]:
+    """Non-2xx (or 3xx) answers, and socket errors of every kind."""
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
     sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
-    return (int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0)
+    return (int(non_2xx.group(1)) if non_2xx else 0), (sum(map(int, sockets.groups())) if sockets else 0)
 
 
-async def _python_load(url: str, seconds: float, connections: int) -> Throughput:
+async def _python_load(url: str, seconds: float, connections: int, headers: Mapping[str, str]) -> Throughput:
     deadline = time.perf_counter() + seconds
-    outcomes = await asyncio.gather(*(_client(url, deadline) for _ in range(connections)))
+    outcomes = await asyncio.gather(*(_client(url, deadline, headers) for _ in range(connections)))
     latencies = [latency for client in outcomes for latency in client[0]]
-    failures = sum(client[1] for client in outcomes)
+    non_2xx = sum(client[1] for client in outcomes)
+    socket_errors = sum(client[2] for client in outcomes)
     return Throughput(
         requests_per_second=len(latencies) / seconds,
         p99_ms=percentile(latencies, 99) * 1e3,
         requests=len(latencies),
-        failures=failures,
+        failures=non_2xx + socket_errors,
         tool="python-asyncio",
+        non_2xx=non_2xx,
+        socket_errors=socket_errors,
     )
 
 
-async def _client(url: str, deadline: float) -> tuple[list[float], int]:
-    """One keep-alive connection sending requests back to back until ``deadline``."""
-    request = request_bytes(Call(url), keep_alive=True)
+async def _client(url: str, deadline: float, headers: Mapping[str, str]) -> tuple[list[float], int, int]:
+    """One keep-alive connection sending requests back to back until ``deadline``: latencies,
+    non-2xx answers and socket errors."""
+    request = request_bytes(Call(url, headers=headers), keep_alive=True)
     reader, writer = await connect(url)
     latencies: list[float] = []
-    failures = 0
+    non_2xx = socket_errors = 0
     try:
         while time.perf_counter() < deadline:
             began = time.perf_counter()
             writer.write(request)
             status, _ = await read_response(reader)
             latencies.append(time.perf_counter() - began)
-            failures += not 200 <= status < 300
+            non_2xx += not 200 <= status < 300
     except (OSError, asyncio.IncompleteReadError):
-        failures += 1
+        socket_errors += 1
     finally:
         writer.close()
-    return latencies, failures
+    return latencies, non_2xx, socket_errors
