@@ -116,6 +116,7 @@ class KeyStore:
         self._guard = threading.Lock()
         self._validated: dict[str, tuple[Principal | None, float]] = {}  # digest -> (who, when)
         self._live: dict[str, tuple[bool, float]] = {}  # key id -> (usable, when read)
+        self._reading: set[str] = set()  # digests being read again right now
 
     # ---- validation (every keyed request) -----------------------------------------------
 
@@ -125,14 +126,20 @@ class KeyStore:
         now = self._clock()
         with self._guard:
             known = self._validated.get(key_digest)
-        if known is not None and now - known[1] < RECHECK:
-            return known[0]
+            # While one request reads the key again, the others go on with what it was.
+            reading = key_digest in self._reading
+            if known is not None and (now - known[1] < RECHECK or (reading and now - known[1] < GRACE)):
+                return known[0]
+            self._reading.add(key_digest)
         try:
             principal = self._look_up(key_digest)
         except redis.RedisError:
             if known is not None and known[0] is not None and now - known[1] < GRACE:
                 return known[0]
             raise KeysUnavailable("API keys cannot be checked right now.", retry_after=5) from None
+        finally:
+            with self._guard:
+                self._reading.discard(key_digest)
         with self._guard:
             if len(self._validated) > 10_000:
                 self._validated.clear()
