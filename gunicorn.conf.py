@@ -87,3 +87,12 @@ def post_worker_init(worker: object) -> None:
         close_streams(worker.wsgi)  # type: ignore[attr-defined]
 
     threading.Thread(target=watch, name="stream-closer", daemon=True).start()
+
+
+def worker_exit(server: object, worker: object) -> None:
+    """Counts gathered since the last flush (statistics, usage) are written before the worker goes."""
+    from quantpulse.app import flush_counters
+
+    wsgi = getattr(worker, "wsgi", None)
+    if wsgi is not None:
+        flush_counters(wsgi)

@@ -26,7 +26,7 @@ from quantpulse.config import Settings
 from quantpulse.infra.store import Stores, connect_stores
 from quantpulse.logs import configure_logging, log_level_at_least, redact_secrets
 
-__all__ = ["close_streams", "create_app"]
+__all__ = ["close_streams", "create_app", "flush_counters"]
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,15 @@ def close_streams(app: Flask) -> None:
     """The worker is stopping: end its live streams now, so their clients reconnect to a
     worker that stays (gunicorn.conf.py calls this as soon as the worker is told to stop)."""
     app.extensions[EXTENSION].streams.hub.close_all()
+
+
+def flush_counters(app: Flask) -> None:
+    """The worker is going: what it counted since the last flush (statistics, usage) is written
+    now rather than lost (gunicorn.conf.py calls this from ``worker_exit``)."""
+    parts = app.extensions[EXTENSION]
+    parts.service.stats.flush()
+    if parts.usage is not None:
+        parts.usage.flush()
 
 
 def register_cached_hits(app: Flask, settings: Settings) -> None:

@@ -181,31 +181,31 @@ class KeyStore:
         """A single-use token that opens one stream for this key within a minute."""
         token = secrets.token_urlsafe(24)
         issued = self._clock()
-        document = json.dumps({"key_id": principal.key_id, "issued": issued})
-        self._client().set(f"{TOKENS}:{digest(token)}", document, ex=TOKEN_RECONNECTS_FOR)
+        record = self.get(principal.key_id)
+        name = f"{TOKENS}:{digest(token)}"
+        pipe = self._client().pipeline(transaction=True)
+        pipe.hset(name, mapping={"key_id": record.id, "digest": record.digest, "issued": issued})
+        pipe.expire(name, TOKEN_OPENS_WITHIN + 5)  # kept for a day once it has opened its stream
+        pipe.execute()
         return token, datetime.fromtimestamp(issued + TOKEN_OPENS_WITHIN, UTC)
 
     def redeem(self, token: str, *, reconnect: bool) -> Principal | None:
         """The key a stream token stands for, if it may open a stream now: unused and under a
         minute old, or (``reconnect``: the browser sends ``Last-Event-ID``) already used for
-        this stream, within a day; and its key still usable."""
+        its stream, within a day; and its key still the same key (not rotated) and usable."""
+        client = self._client()
+        name = f"{TOKENS}:{digest(token)}"
         try:
-            return self._redeem(self._client(), f"{TOKENS}:{digest(token)}", reconnect)
+            key_id = client.eval(
+                _REDEEM, 1, name, self._clock(), TOKEN_OPENS_WITHIN, int(reconnect), TOKEN_RECONNECTS_FOR
+            )
+            if not key_id:
+                return None
+            record = self._record(client, key_id.decode())
+            key_digest = client.hget(name, "digest")
         except redis.RedisError:
             raise KeysUnavailable("Stream tokens cannot be checked right now.", retry_after=5) from None
-
-    def _redeem(self, client: redis.Redis, name: str, reconnect: bool) -> Principal | None:
-        blob = retry_idempotent(lambda: client.get(name))
-        if blob is None:
-            return None
-        document = json.loads(blob)
-        first_use = bool(client.set(f"{name}:used", 1, nx=True, ex=TOKEN_RECONNECTS_FOR))
-        if first_use and self._clock() - document["issued"] > TOKEN_OPENS_WITHIN:
-            return None
-        if not first_use and not reconnect:
-            return None
-        record = self._record(client, document["key_id"])
-        if record is None or not record.usable(datetime.now(UTC)):
+        if record is None or not record.usable(datetime.now(UTC)) or key_digest != record.digest.encode():
             return None
         return Principal(record.id, record.name, record.tier)
 
@@ -219,11 +219,11 @@ class KeyStore:
             name=self._name(name),
             tier=self._tier(tier or "free"),
             created=iso(datetime.now(UTC)),
-            expires=iso(expires) if expires else None,
+            expires=_expiry(expires),
             revoked=False,
             digest=digest(key),
         )
-        self._save(record, audit=("create", {"name": record.name, "tier": record.tier}))
+        self._change(record.id, lambda _: record, ("create", {"name": record.name, "tier": record.tier}))
         return record, key
 
     def list(self) -> list[KeyRecord]:
@@ -242,46 +242,45 @@ class KeyStore:
         return record
 
     def update(self, key_id: str, *, name: str | None = None, tier: str | None = None) -> KeyRecord:
-        record = self.get(key_id)
-        changes = {"name": self._name(name) if name is not None else record.name}
-        changes["tier"] = self._tier(tier) if tier is not None else record.tier
-        updated = replace(record, **changes)
-        self._save(updated, audit=("update", {k: v for k, v in changes.items() if getattr(record, k) != v}))
-        return updated
+        changes = {}
+        if name is not None:
+            changes["name"] = self._name(name)
+        if tier is not None:
+            changes["tier"] = self._tier(tier)
+        return self._change(
+            key_id, lambda record: replace(_existing(record, key_id), **changes), ("update", changes)
+        )
 
     def rotate(self, key_id: str) -> tuple[KeyRecord, str]:
         """A new key for the same id; the old one stops working."""
-        record = self.get(key_id)
         key = new_key()
-        rotated = replace(record, digest=digest(key))
-        self._save(rotated, audit=("rotate", {}), retired=record.digest)
-        return rotated, key
+
+        def rotated(record: KeyRecord | None) -> KeyRecord:
+            if _existing(record, key_id).revoked:
+                raise BadRequest(f"Key {key_id} is revoked: issue a new one instead.")
+            return replace(record, digest=digest(key))  # type: ignore[type-var]
+
+        return self._change(key_id, rotated, ("rotate", {})), key
 
     def revoke(self, key_id: str) -> KeyRecord:
-        record = self.get(key_id)
-        if record.revoked:
-            return record
-        revoked = replace(record, revoked=True)
-        self._save(revoked, audit=("revoke", {}), retired=record.digest)
-        return revoked
+        return self._change(
+            key_id, lambda record: replace(_existing(record, key_id), revoked=True), ("revoke", {})
+        )
 
     def export(self) -> list[dict[str, Any]]:
         """Every record with its digest (never a key): a backup a Redis without persistence
         can be given back with ``restore``."""
         return [asdict(record) for record in self.list()]
 
-    def restore(self, records: Iterable[dict[str, Any]], *, replace_existing: bool = False) -> int:
+    def restore(self, records: Iterable[Any], *, replace_existing: bool = False) -> int:
         """Put exported records back; returns how many were written (existing ids kept unless
         ``replace_existing``). Each is audited as ``import``."""
         written = 0
         for document in records:
-            try:
-                record = KeyRecord(**document)
-            except TypeError:
-                raise BadRequest(f"Not an exported key record: {sorted(document)}") from None
+            record = _imported(document)
             if not replace_existing and self._record(self._client(), record.id) is not None:
                 continue
-            self._save(replace(record, last_used=None), audit=("import", {}))
+            self._change(record.id, lambda _, record=record: record, ("import", {}))  # type: ignore[misc]
             written += 1
         return written
 
@@ -290,24 +289,41 @@ class KeyStore:
 
     # ---- storage ------------------------------------------------------------------------
 
-    def _save(
-        self, record: KeyRecord, *, audit: tuple[str, dict[str, Any]], retired: str | None = None
-    ) -> None:
-        """The record, its digest index (the retired digest dropped) and an audit entry, at once."""
+    def _change(
+        self,
+        key_id: str,
+        change: Callable[[KeyRecord | None], KeyRecord],
+        audit: tuple[str, dict[str, Any]],
+    ) -> KeyRecord:
+        """Read, change and write one record atomically (WATCH: a revoke racing an update or a
+        rotation is never undone), with its digest index and an audit entry. A revoked key
+        stays revoked whatever the change says."""
         action, detail = audit
-        entry = json.dumps(
-            {"at": iso(datetime.now(UTC)), "action": action, "key_id": record.id, "detail": detail}
-        )
-        pipe = self._client().pipeline(transaction=True)
-        pipe.hset(RECORDS, record.id, json.dumps(asdict(record)))
-        if retired is not None:
-            pipe.hdel(DIGESTS, retired)
-        if not record.revoked:
-            pipe.hset(DIGESTS, record.digest, record.id)
-        pipe.lpush(AUDIT, entry)
-        pipe.ltrim(AUDIT, 0, AUDIT_KEPT - 1)
-        pipe.execute()
-        log.info("api key %s: %s %s", action, record.id, json.dumps(detail))
+        entry = {"action": action, "key_id": key_id, "detail": detail}
+        written: list[KeyRecord] = []
+
+        def write(pipe: redis.client.Pipeline) -> None:
+            blob = pipe.hget(RECORDS, key_id)
+            before = _decode(blob) if blob else None
+            after = change(before)
+            if before is not None and before.revoked:
+                after = replace(after, revoked=True)
+            pipe.multi()
+            pipe.hset(RECORDS, key_id, json.dumps(asdict(replace(after, last_used=None))))
+            if (before is not None and before.digest != after.digest) or after.revoked:
+                pipe.hdel(DIGESTS, before.digest if before else after.digest)
+            if not after.revoked:
+                pipe.hset(DIGESTS, after.digest, key_id)
+            pipe.lpush(AUDIT, json.dumps({"at": iso(datetime.now(UTC)), **entry}))
+            pipe.ltrim(AUDIT, 0, AUDIT_KEPT - 1)
+            written[:] = [after]
+
+        try:
+            self._client().transaction(write, RECORDS)
+        except redis.RedisError:
+            raise KeysUnavailable("The key store cannot be changed right now.", retry_after=5) from None
+        log.info("api key %s: %s %s", action, key_id, json.dumps(detail))
+        return written[0]
 
     @staticmethod
     def _record(client: redis.Redis, key_id: str) -> KeyRecord | None:
@@ -323,6 +339,61 @@ class KeyStore:
         if tier.lower() not in self._tiers:
             raise BadRequest(f"Unknown tier {tier!r}.", hint=f"Tiers: {', '.join(sorted(self._tiers))}.")
         return tier.lower()
+
+
+# KEYS: a stream token. ARGV: now, seconds a new token may open its stream, 1 for a reconnect,
+# seconds its reconnects are accepted. The token's key id when it may open a stream now; checked
+# and marked used in one step, so two first uses cannot both win and a late one marks nothing.
+_REDEEM = """
+local issued = redis.call('HGET', KEYS[1], 'issued')
+if not issued then return false end
+if redis.call('HGET', KEYS[1], 'used') then
+  if ARGV[3] == '1' then return redis.call('HGET', KEYS[1], 'key_id') end
+  return false
+end
+if tonumber(ARGV[1]) - tonumber(issued) > tonumber(ARGV[2]) then return false end
+redis.call('HSET', KEYS[1], 'used', '1')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+return redis.call('HGET', KEYS[1], 'key_id')
+"""
+_DIGEST = re.compile(r"[0-9a-f]{64}")
+_KEY_ID = re.compile(r"k_[0-9a-f]{12}")
+
+
+def _existing(record: KeyRecord | None, key_id: str) -> KeyRecord:
+    if record is None:
+        raise KeyNotFound(f"No key with id {key_id}.")
+    return record
+
+
+def _expiry(expires: datetime | None) -> str | None:
+    if expires is None:
+        return None
+    try:
+        return iso(expires)
+    except (OverflowError, ValueError):
+        raise BadRequest("expires is out of range.") from None
+
+
+def _imported(document: Any) -> KeyRecord:
+    """An exported record, checked field by field (a bad one would break every request with it)."""
+    try:
+        record = KeyRecord(**document)
+        valid = (
+            _KEY_ID.fullmatch(record.id)
+            and NAME.fullmatch(record.name)
+            and _DIGEST.fullmatch(record.digest)
+            and isinstance(record.revoked, bool)
+            and isinstance(record.tier, str)
+        )
+        for moment in (record.created, record.expires):
+            if moment is not None:
+                datetime.fromisoformat(moment)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise BadRequest(f"Not an exported key record: {str(document)[:80]}")
+    return record
 
 
 def _decode(blob: bytes) -> KeyRecord:

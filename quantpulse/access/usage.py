@@ -79,7 +79,7 @@ class UsageRecorder:
     def record(self, hit: Hit) -> None:
         day = self._day()
         bucket = _hash(day, hit.client)
-        status_class = f"st:{hit.status // 100}xx"
+        status_class = "st:2xx" if hit.status == 101 else f"st:{hit.status // 100}xx"  # 101: a WebSocket
         with self._guard:
             self._fields[bucket, "requests"] += 1
             self._fields[bucket, f"ep:{hit.endpoint}"] += 1
@@ -164,7 +164,7 @@ class UsageRecorder:
             return
         expire = self._retention * 86400 + 86400
         try:
-            pipe = self._client().pipeline(transaction=False)
+            pipe = self._client().pipeline(transaction=True)  # all of it or none of it
             for (name, field), amount in fields.items():
                 pipe.hincrby(name, field, amount)
                 pipe.expire(name, expire)
@@ -175,6 +175,8 @@ class UsageRecorder:
                 pipe.sadd(f"{NAMESPACE}:usage:{day}:clients", client)
                 pipe.expire(f"{NAMESPACE}:usage:{day}:clients", expire)
             pipe.execute()
+        except redis.TimeoutError as error:  # it may have been applied: lost rather than doubled
+            log.debug("usage: a flush timed out (%s); its counts are dropped", error)
         except redis.RedisError as error:
             log.debug("usage: could not flush (%s); kept for the next flush", error)
             with self._guard:

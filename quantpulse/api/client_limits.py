@@ -83,12 +83,20 @@ def _headers_for_the_tightest_limit(app: Flask) -> None:
     @app.after_request
     def tightest(response: Response) -> Response:
         limiter = next(iter(app.extensions.get("limiter", ())), None)
-        limits = [limit for limit in (limiter.current_limits if limiter else []) if not limit.breached]
-        if len(limits) > 1 and "X-RateLimit-Remaining" in response.headers:
+        limits = limiter.current_limits if limiter else []
+        if len(limits) < 2 or any(limit.breached for limit in limits):
+            return response  # one limit, or a 429: Flask-Limiter names the one that was hit
+        try:
             tightest = min(limits, key=lambda limit: limit.remaining)
-            response.headers["X-RateLimit-Limit"] = str(tightest.limit.amount)
-            response.headers["X-RateLimit-Remaining"] = str(tightest.remaining)
-            response.headers["X-RateLimit-Reset"] = str(int(tightest.reset_at))
+            headers = {
+                "X-RateLimit-Limit": str(tightest.limit.amount),
+                "X-RateLimit-Remaining": str(tightest.remaining),
+                "X-RateLimit-Reset": str(int(tightest.reset_at)),
+            }
+        except redis.RedisError:
+            return response  # the limiter's own headers stand; never a 5xx for a header
+        if "X-RateLimit-Remaining" in response.headers:
+            response.headers.update(headers)
         return response
 
 

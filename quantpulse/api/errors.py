@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
@@ -16,6 +17,7 @@ log = logging.getLogger(__name__)
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(QuantPulseError, handle_quantpulse_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(redis.RedisError, handle_store_error)
     app.register_error_handler(Exception, handle_unexpected)
 
 
@@ -70,6 +72,18 @@ def handle_http_exception(error: HTTPException) -> Response:
     if status == 405 and "Allow" in headers:
         hint = f"Allowed methods: {headers['Allow']}"
     return error_response(status, title, message, hint=hint, headers=headers)
+
+
+def handle_store_error(error: redis.RedisError) -> Response:
+    """A route that has nothing to serve without the shared store (keys, usage): a 503 to retry,
+    not a 500 (data routes never get here: they fall back to the worker's own store)."""
+    log.warning("shared store refused a request it is needed for: %s", type(error).__name__)
+    return error_response(
+        503,
+        "Service unavailable",
+        "The shared store did not answer; try again shortly.",
+        headers={"Retry-After": "5"},
+    )
 
 
 def handle_unexpected(error: Exception) -> Response:

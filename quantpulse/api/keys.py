@@ -28,7 +28,9 @@ KEY_HINT = "Send X-API-Key: <key>; an operator issues keys (POST /admin/keys)."
 TOKEN_HINT = "POST /stream-token with X-API-Key gives a token that opens one stream within a minute."
 # Routes that never ask for a key: health, docs, metrics, the live page and the operator's own.
 _OPEN_BLUEPRINTS = frozenset({"health", "api-docs", "metrics", "keys"})
-_OPEN_ENDPOINTS = frozenset({"stocks.clear_cache", "streams.live", "swagger_ui_asset", "static"})
+_OPEN_ENDPOINTS = frozenset(
+    {"stocks.clear_cache", "usage.fleet_usage", "streams.live", "swagger_ui_asset", "static"}
+)
 _STREAMS = frozenset({"streams.sse", "streams.websocket"})
 
 

@@ -10,6 +10,7 @@ fleet-wide ``StreamRegistry``, given back when it ends however it ends.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import math
 import socket
@@ -243,13 +244,16 @@ class EventStream:
         self._socket = sock
         self._subscriber = Subscriber(on_drop=bounded_writes(sock, heartbeat))
         self._closed = False
+        # The body is iterated after the request's hooks have run: its snapshot (a cold one is a
+        # fill) is read in the request's context, so usage charges it to the stream's client.
+        self._context = contextvars.copy_context()
 
     def __iter__(self) -> Iterator[bytes]:
         yield f"retry: {SSE_RETRY_MS}\n\n".encode()
         self._hub.open(self._subscriber)
         if self._socket is not None:
             threading.Thread(target=self._watch_hangup, name="sse-hangup", daemon=True).start()
-        self._hub.subscribe(self._subscriber, list(self._watched))
+        self._context.run(self._hub.subscribe, self._subscriber, list(self._watched))
         number, written = 0, time.monotonic()
         while not self._subscriber.closed and self._who.alive():
             updates = self._subscriber.take()

@@ -31,7 +31,7 @@ USAGE_ENDPOINTS = {
     "usage.own_usage": "usage",
 }
 # Never counted: the platform's probes, scrapes and documents (and preflights).
-_UNCOUNTED = frozenset({"health.health", "health.ready", "metrics.metrics", "api-docs.openapi_json"})
+_UNCOUNTED = frozenset({"health.health", "health.ready", "metrics.metrics", "swagger_ui_asset", "static"})
 _UNCOUNTED_BLUEPRINTS = frozenset({"api-docs"})
 
 
@@ -122,7 +122,8 @@ def register_usage(app: Flask, usage: UsageRecorder | None) -> None:
     def count(response: Response) -> Response:
         if request.method != "OPTIONS" and not _uncounted():
             endpoint = USAGE_ENDPOINTS.get(request.endpoint or "", "other")
-            usage.record(Hit(client_of(_key_id()), endpoint, response.status_code, _symbol()))
+            ok = response.status_code < 300  # a refused request names no instrument worth warming
+            usage.record(Hit(client_of(_key_id()), endpoint, response.status_code, _symbol() if ok else None))
         return response
 
     @app.teardown_request

@@ -8,6 +8,7 @@ in millions; quotes carry no volume and no name. Indian listings need ``.NS`` / 
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from datetime import datetime, timedelta
@@ -80,7 +81,11 @@ class Finnhub(HttpProvider):
     def quotes(self, instruments: Sequence[Instrument]) -> dict[Instrument, QuoteOutcome]:
         if len(instruments) == 1:
             return {instruments[0]: self._quote_outcome(instruments[0])}
-        outcomes = self._executor.map(self._quote_outcome, instruments)
+        # Each call in the caller's context, so usage charges its credits to the right client.
+        contexts = [contextvars.copy_context() for _ in instruments]
+        outcomes = self._executor.map(
+            lambda pair: pair[0].run(self._quote_outcome, pair[1]), zip(contexts, instruments, strict=True)
+        )
         return dict(zip(instruments, outcomes, strict=True))
 
     def _quote_outcome(self, instrument: Instrument) -> QuoteOutcome:

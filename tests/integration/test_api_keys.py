@@ -247,3 +247,52 @@ def test_the_limit_headers_describe_the_limit_with_the_fewest_requests_left(make
     key = issue(client)["key"]
     answer = client.get("/stock/TCS", headers={"X-API-Key": key})
     assert (answer.headers["X-RateLimit-Limit"], answer.headers["X-RateLimit-Remaining"]) == ("3", "2")
+
+
+def test_the_fleet_usage_report_needs_only_the_admin_token_when_keys_are_required(make_keyed_app):
+    client = make_keyed_app(api_keys="required").test_client()
+    assert client.get("/admin/usage", headers=ADMIN).status_code == 200
+    assert client.get("/admin/audit", headers=ADMIN).status_code == 200
+
+
+def test_a_revoked_key_stays_revoked_through_later_changes_and_cannot_be_rotated(make_keyed_app):
+    client = make_keyed_app().test_client()
+    issued = issue(client)
+    client.delete(f"/admin/keys/{issued['id']}", headers=ADMIN)
+    updated = client.patch(f"/admin/keys/{issued['id']}", json={"tier": "pro"}, headers=ADMIN).get_json()
+    rotated = client.post(f"/admin/keys/{issued['id']}/rotate", headers=ADMIN)
+    time.sleep(RECHECK + 0.1)
+
+    assert updated["revoked"] is True and updated["tier"] == "pro"
+    assert rotated.status_code == 400
+    assert quote(client, issued["key"]) == 401
+
+
+@pytest.mark.parametrize("expires", ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00"])
+def test_an_expiry_out_of_range_is_a_400(make_keyed_app, expires):
+    client = make_keyed_app().test_client()
+    answer = client.post("/admin/keys", json={"name": "acme", "expires": expires}, headers=ADMIN)
+    assert answer.status_code == 400
+
+
+def test_the_key_routes_answer_503_not_500_while_the_store_is_away(make_keyed_app, server):
+    client = make_keyed_app().test_client()
+    key = issue(client)["key"]
+    assert quote(client, key) == 200
+    server.connected = False
+    for method, path in [("get", "/admin/keys"), ("post", "/admin/keys"), ("get", "/admin/audit"),
+                         ("get", "/admin/usage"), ("get", "/usage")]:  # fmt: skip
+        answer = getattr(client, method)(path, json={"name": "x"}, headers={**ADMIN, "X-API-Key": key})
+        assert answer.status_code == 503, (path, answer.status_code)
+        assert answer.headers["Retry-After"]
+
+
+def test_a_429_names_the_limit_that_was_hit(make_keyed_app):
+    client = make_keyed_app(api_tiers=(("free", "100/second;50/minute;2/day"),)).test_client()
+    key = issue(client)["key"]
+    answers = [client.get("/stock/TCS", headers={"X-API-Key": key}) for _ in range(3)]
+    assert answers[2].status_code == 429
+    assert (answers[2].headers["X-RateLimit-Limit"], answers[2].headers["X-RateLimit-Remaining"]) == (
+        "2",
+        "0",
+    )

@@ -128,3 +128,16 @@ def test_warm_top_warms_the_most_requested_instruments(app, upstream):
     assert result.exit_code == 0, result.output
     assert "Warmed 2 of 2 items for 2 of 2 symbols" in result.stdout
     assert "SBIN:NSE" in result.stdout and "TCS:NSE" in result.stdout and "INFY" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["5", '{"id": "k_000000000001"}', '{"id": "k_000000000001", "name": "x", "tier": "free", "created": '
+     '"2026-01-01T00:00:00Z", "expires": "next tuesday", "revoked": false, "digest": "' + "a" * 64 + '"}'],
+)  # fmt: skip
+def test_import_refuses_what_is_not_an_exported_record(app, tmp_path, line):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(line + "\n")
+    result = run(app, "keys", "import", str(bad))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Not an exported key record" in result.output

@@ -95,7 +95,7 @@ def test_anonymous_traffic_is_one_bucket_cached_hits_included_and_refusals_count
     assert anonymous["requests"] == 5
     assert anonymous["by_endpoint"]["quote"] == 5
     assert (anonymous["by_status"]["2xx"], anonymous["by_status"]["4xx"]) == (3, 2)
-    assert anonymous["top_symbols"] == [["TCS:NSE", 4]]
+    assert anonymous["top_symbols"] == [["TCS:NSE", 3]], "a refused request names no instrument"
 
 
 def test_a_429_is_counted_under_its_key(make_keyed_app):

@@ -62,3 +62,18 @@ def test_a_revoked_keys_token_opens_nothing_and_its_streams_learn_it(store, cloc
 
 def test_an_unknown_token_opens_nothing(store):
     assert store.redeem("made-up", reconnect=False) is None
+
+
+def test_a_token_first_used_too_late_stays_refused_even_as_a_reconnect(store, clock):
+    _, principal = issued(store)
+    token, _ = store.stream_token(principal)
+    clock.now += TOKEN_OPENS_WITHIN + 1
+    assert store.redeem(token, reconnect=False) is None
+    assert store.redeem(token, reconnect=True) is None
+
+
+def test_rotating_the_key_retires_its_tokens(store):
+    key_id, principal = issued(store)
+    token, _ = store.stream_token(principal)
+    store.rotate(key_id)
+    assert store.redeem(token, reconnect=False) is None
