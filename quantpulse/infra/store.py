@@ -154,18 +154,24 @@ def embedded_store(max_entries: int) -> Store:
     return Store(client=client, backend=BACKEND_EMBEDDED, max_entries=max_entries)
 
 
+BROKEN_RETRIES = 3  # the default command pool (REDIS_MAX_CONNECTIONS 4, minus pub/sub)
+
+
 def retry_idempotent(action: Callable[[], T]) -> T:
-    """Run ``action`` again once if its connection broke (a failover, a proxy reset).
+    """Run ``action`` again if its connection broke (a failover, a proxy reset).
 
     Only for commands that may safely run twice; never on a timeout, where the first attempt may
-    still be running. The broken connection was dropped, so the retry opens a fresh one.
+    still be running. A broken connection is dropped, but after a failover every pooled one is
+    broken: the retries may each meet another before a fresh one is opened, so there are as many
+    as a worker's command pool can hold (``BROKEN_RETRIES``).
     """
-    try:
-        return action()
-    except redis.ConnectionError as error:
-        if isinstance(error, PoolExhausted) or error_kind(error) == REFUSED:
-            raise
-        return action()
+    for _ in range(BROKEN_RETRIES):
+        try:
+            return action()
+        except redis.ConnectionError as error:
+            if isinstance(error, PoolExhausted) or error_kind(error) == REFUSED:
+                raise
+    return action()
 
 
 class Stores:
