@@ -6,13 +6,14 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from quantpulse.app import create_app
 from quantpulse.config import Settings
-from quantpulse.infra.store import Stores, embedded_store
+from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, embedded_store
 from tests.fakes.provider_server import FakeProviderServer
 
 TD_KEY = "td-test-key"
@@ -47,6 +48,20 @@ def make_app(settings: Settings) -> Callable[..., Flask]:
     def build(**overrides: Any) -> Flask:
         app = create_app(dataclasses.replace(settings, **overrides), stores=Stores(embedded_store(1000)))
         return app
+
+    return build
+
+
+@pytest.fixture
+def make_keyed_app(settings: Settings) -> Callable[..., Flask]:
+    """The real app with a shared (Redis-like) store, as with ``REDIS_URL``: keys and usage on.
+    Every app built by one test shares that store, like workers sharing one Redis."""
+    server = fakeredis.FakeServer()
+
+    def build(**overrides: Any) -> Flask:
+        shared = Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS)
+        keyed = dataclasses.replace(settings, redis_url="redis://shared.test:6379/0", **overrides)
+        return create_app(keyed, stores=Stores(shared, fallback=embedded_store(100)))
 
     return build
 

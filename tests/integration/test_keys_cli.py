@@ -8,7 +8,6 @@ import json
 import re
 import time
 from collections.abc import Callable
-from typing import Any
 
 import fakeredis
 import pytest
@@ -17,20 +16,7 @@ from flask import Flask
 
 from quantpulse.access.keys import RECHECK
 from quantpulse.app import create_app
-from quantpulse.config import Settings
 from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, embedded_store
-
-
-@pytest.fixture
-def make_keyed_app(settings: Settings) -> Callable[..., Flask]:
-    server = fakeredis.FakeServer()
-
-    def build(**overrides: Any) -> Flask:
-        shared = Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS)
-        keyed = dataclasses.replace(settings, redis_url="redis://shared.test:6379/0", **overrides)
-        return create_app(keyed, stores=Stores(shared, fallback=embedded_store(100)))
-
-    return build
 
 
 @pytest.fixture

@@ -3,32 +3,13 @@ for whom, the credits a fill cost, and the two reports."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
-import fakeredis
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from quantpulse.app import create_app
-from quantpulse.config import Settings
-from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, embedded_store
-
 ADMIN = {"Authorization": "Bearer admin-secret"}
-
-
-@pytest.fixture
-def make_keyed_app(settings: Settings) -> Callable[..., Flask]:
-    server = fakeredis.FakeServer()
-
-    def build(**overrides: Any) -> Flask:
-        shared = Store(fakeredis.FakeRedis(server=server), BACKEND_REDIS)
-        keyed = dataclasses.replace(settings, redis_url="redis://shared.test:6379/0", **overrides)
-        return create_app(keyed, stores=Stores(shared, fallback=embedded_store(100)))
-
-    return build
 
 
 def issue(client: FlaskClient, tier: str = "free") -> dict[str, Any]:
