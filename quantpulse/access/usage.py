@@ -27,6 +27,7 @@ from typing import Any
 
 import redis
 
+from quantpulse.infra.background import Background, every
 from quantpulse.infra.namespace import NAMESPACE
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ class UsageRecorder:
         self._fields: Counter[tuple[str, str]] = Counter()  # (hash, field) -> increment
         self._symbols: Counter[tuple[str, str]] = Counter()  # (sorted set, member) -> increment
         self._clients: set[tuple[str, str]] = set()  # (day, client)
-        self._flusher: threading.Thread | None = None
+        self._flusher = Background("usage-flusher", every(FLUSH_INTERVAL, self.flush, "usage flush"))
         self._day_number, self._day_name = -1, ""
 
     # ---- counting (per request, in memory) ----------------------------------------------
@@ -90,7 +91,7 @@ class UsageRecorder:
                 self._symbols[f"{bucket}:symbols", hit.symbol] += 1
                 self._symbols[f"{NAMESPACE}:usage:{day}:symbols", hit.symbol] += 1
             self._clients.add((day, hit.client))
-        self._ensure_flusher()
+        self._flusher.ensure()
 
     @staticmethod
     def start_paying(client: str) -> contextvars.Token[str | None]:
@@ -111,7 +112,7 @@ class UsageRecorder:
             self._fields[f"{NAMESPACE}:usage:{day}:upstream", f"{provider}:credits"] += credits
             if payer is not None:
                 self._fields[_hash(day, payer), "credits"] += credits
-        self._ensure_flusher()
+        self._flusher.ensure()
 
     # ---- reading (status, reports) ------------------------------------------------------
 
@@ -183,25 +184,6 @@ class UsageRecorder:
                 self._fields.update(fields)
                 self._symbols.update(symbols)
                 self._clients.update(clients)
-
-    def _ensure_flusher(self) -> None:
-        """Started by the first count, after gunicorn has forked."""
-        if self._flusher is not None and self._flusher.is_alive():
-            return
-        with self._guard:
-            if self._flusher is None or not self._flusher.is_alive():
-                self._flusher = threading.Thread(
-                    target=self._flush_forever, name="usage-flusher", daemon=True
-                )
-                self._flusher.start()
-
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(FLUSH_INTERVAL)
-            try:
-                self.flush()
-            except Exception:  # never die: usage would silently stop being counted
-                log.exception("usage: flush failed")
 
     def _day(self) -> str:
         """Today (UTC), worked out once a day rather than on every count."""

@@ -10,12 +10,12 @@ from __future__ import annotations
 import bisect
 import logging
 import threading
-import time
 from collections import Counter
 
 import redis
 
 from quantpulse.errors import FailureKind, ProviderError
+from quantpulse.infra.background import Background, every
 from quantpulse.infra.namespace import LAST_ERRORS_KEY, STATS_KEY
 from quantpulse.infra.store import RedisTrouble, retry_idempotent
 
@@ -76,26 +76,26 @@ class Stats:
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
         self._pending_errors: dict[str, str] = {}
-        self._flusher: threading.Thread | None = None
+        self._flusher = Background("stats-flusher", every(FLUSH_INTERVAL, self.flush, "stats flush"))
 
     def incr(self, name: str, amount: int = 1) -> None:
         if amount:
             with self._lock:
                 self._pending[name] += amount
-            self._ensure_flusher()
+            self._flusher.ensure()
 
     def observe(self, histogram: str, seconds: float) -> None:
         """One latency sample: its bucket, the count and the sum (in microseconds)."""
         with self._lock:
             self._observe(histogram, seconds)
-        self._ensure_flusher()
+        self._flusher.ensure()
 
     def request(self, endpoint: str, status: int, seconds: float) -> None:
         """One answered HTTP request: its count by endpoint and status, and its latency."""
         with self._lock:
             self._pending[request_counter(endpoint, status)] += 1
             self._observe(http_latency(endpoint), seconds)
-        self._ensure_flusher()
+        self._flusher.ensure()
 
     def _observe(self, histogram: str, seconds: float) -> None:
         self._pending[bucket_name(histogram, seconds)] += 1
@@ -113,7 +113,7 @@ class Stats:
                 self._pending[failures_counter(provider)] += 1
                 self._pending[failures_counter(provider, error.kind)] += 1
                 self._pending_errors[provider] = f"{endpoint}: {error.kind.value}: {error.message}"[:300]
-        self._ensure_flusher()
+        self._flusher.ensure()
 
     def flush(self) -> bool:
         """Add the pending deltas to the shared hash; keep them if the store does not answer."""
@@ -157,22 +157,3 @@ class Stats:
                 pass
         with self._lock:
             return Counter(self._pending), dict(self._pending_errors), False
-
-    def _ensure_flusher(self) -> None:
-        """Started on first use, after gunicorn has forked, so every worker flushes its own."""
-        if self._flusher is not None and self._flusher.is_alive():
-            return
-        with self._lock:
-            if self._flusher is None or not self._flusher.is_alive():
-                self._flusher = threading.Thread(
-                    target=self._flush_forever, name="stats-flusher", daemon=True
-                )
-                self._flusher.start()
-
-    def _flush_forever(self) -> None:
-        while True:
-            time.sleep(FLUSH_INTERVAL)
-            try:
-                self.flush()
-            except Exception:  # a flusher that dies would silently lose every later count
-                log.exception("stats flush failed")

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from quantpulse.errors import QuantPulseError
 from quantpulse.infra import counters
+from quantpulse.infra.background import Background
 from quantpulse.infra.counters import Stats
 from quantpulse.service import DEMO_SOURCE, MIN_RECHECK, Answer, Watched
 from quantpulse.symbols import Instrument
@@ -139,7 +140,7 @@ class QuoteHub:
         self._due: dict[Instrument, float] = {}
         self._by_key: dict[str, Instrument] = {}
         self._wake = threading.Event()
-        self._loop: threading.Thread | None = None
+        self._loop = Background("quote-hub", self._run)
         self._open: set[Subscriber] = set()  # every stream of the worker, watching or not
         self._closing = False
 
@@ -228,10 +229,7 @@ class QuoteHub:
 
     def _ensure_loop(self) -> None:
         """Started by the first stream, after gunicorn has forked."""
-        with self._guard:
-            if self._loop is None or not self._loop.is_alive():
-                self._loop = threading.Thread(target=self._run, name="quote-hub", daemon=True)
-                self._loop.start()
+        self._loop.ensure()
 
     def _run(self) -> None:
         while not self._closing:

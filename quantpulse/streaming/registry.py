@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import redis
 
+from quantpulse.infra.background import Background, every
 from quantpulse.infra.namespace import NAMESPACE
 from quantpulse.infra.store import Stores
 
@@ -74,7 +75,7 @@ class StreamRegistry:
         self._worker = secrets.token_hex(4)
         self._guard = threading.Lock()
         self._held: set[Slot] = set()
-        self._keeper: threading.Thread | None = None
+        self._keeper = Background("stream-leases", every(LEASE / 3, self.renew, "stream lease renewal"))
 
     def open(self, client: str) -> Slot | None:
         """A slot for one more stream of ``client``, or None when it holds its maximum already."""
@@ -100,7 +101,7 @@ class StreamRegistry:
             return None
         with self._guard:
             self._held.add(slot)
-        self._ensure_keeper()
+        self._keeper.ensure()
         return slot
 
     def close(self, slot: Slot) -> None:
@@ -173,18 +174,3 @@ class StreamRegistry:
             pipe.execute()
         except redis.RedisError as error:
             self._stores.note(store, error)
-
-    def _ensure_keeper(self) -> None:
-        """Started by the first stream, after gunicorn has forked."""
-        with self._guard:
-            if self._keeper is None or not self._keeper.is_alive():
-                self._keeper = threading.Thread(target=self._keep, name="stream-leases", daemon=True)
-                self._keeper.start()
-
-    def _keep(self) -> None:
-        while True:
-            try:
-                self.renew()
-            except Exception:  # never die: the fleet's counts and limits depend on it
-                log.exception("stream leases: renewal failed")
-            time.sleep(LEASE / 3)

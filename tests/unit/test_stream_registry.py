@@ -6,6 +6,7 @@ import fakeredis
 import pytest
 import redis
 
+from quantpulse.infra.background import Background
 from quantpulse.infra.store import BACKEND_REDIS, Store, Stores, embedded_store
 from quantpulse.streaming.registry import LEASE, StreamRegistry
 
@@ -26,7 +27,7 @@ def clock() -> Clock:
 @pytest.fixture(autouse=True)
 def renewed_by_hand(monkeypatch: pytest.MonkeyPatch) -> None:
     """The tests renew on their own clock; the background keeper would renew on its own time."""
-    monkeypatch.setattr(StreamRegistry, "_ensure_keeper", lambda self: None)
+    monkeypatch.setattr(Background, "ensure", lambda self: None)
 
 
 def registry_on(server: fakeredis.FakeServer, clock: Clock, limit: int = 2) -> StreamRegistry:
